@@ -1,0 +1,104 @@
+package gate
+
+import (
+	"encoding/json"
+	"reflect"
+	"time"
+)
+
+// Check names, as CONTRACT.md spells them.
+const (
+	CheckOVSDB    = "ovsdb"
+	CheckVSwitchd = "vswitchd"
+)
+
+// DatapathCheck is the name of a bridge's datapath check.
+func DatapathCheck(bridge string) string { return "datapath/" + bridge }
+
+// FeaturesCheck is the name of a bridge's feature-requirements check.
+func FeaturesCheck(bridge string) string { return "features/" + bridge }
+
+// Status is what the gate knows at one moment. It is the status file, the
+// body of GET /status and the output of `check -o json`.
+type Status struct {
+	Ready    bool           `json:"ready"`
+	Reason   string         `json:"reason"`
+	Updated  Timestamp      `json:"updated"`
+	OVSDB    OVSDBStatus    `json:"ovsdb"`
+	VSwitchd VSwitchdStatus `json:"vswitchd"`
+	Bridges  []BridgeStatus `json:"bridges"`
+	Checks   []Check        `json:"checks"`
+}
+
+// OVSDBStatus describes the OVSDB connection.
+type OVSDBStatus struct {
+	Endpoint  string `json:"endpoint"`
+	Connected bool   `json:"connected"`
+}
+
+// VSwitchdStatus names the ovs-vswitchd instance the status was checked
+// against; PID is 0 when none is running.
+type VSwitchdStatus struct {
+	PID     int    `json:"pid"`
+	Version string `json:"version"`
+}
+
+// BridgeStatus is one gated bridge. Features holds the datapath features as
+// OVS names them: bool for Yes/No, int64 for numbers, string otherwise.
+type BridgeStatus struct {
+	Name         string         `json:"name"`
+	Ready        bool           `json:"ready"`
+	Reason       string         `json:"reason"`
+	DatapathID   string         `json:"datapathID"`
+	DatapathType string         `json:"datapathType"`
+	Features     map[string]any `json:"features"`
+}
+
+// Check is one named readiness check; Message is empty when OK.
+type Check struct {
+	Name    string `json:"name"`
+	OK      bool   `json:"ok"`
+	Message string `json:"message"`
+}
+
+// Check returns the named check.
+func (s Status) Check(name string) (Check, bool) {
+	for _, c := range s.Checks {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Check{}, false
+}
+
+// Equivalent reports whether s and o differ in nothing but their timestamps,
+// so that subscribers are not told about a status they already have.
+func (s Status) Equivalent(o Status) bool {
+	s.Updated, o.Updated = Timestamp{}, Timestamp{}
+	return reflect.DeepEqual(s, o)
+}
+
+// Timestamp is a time that marshals as RFC 3339 in UTC with nanoseconds
+// always written out, so every status file has the same shape.
+type Timestamp struct{ time.Time }
+
+const timestampLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+// MarshalJSON implements json.Marshaler.
+func (t Timestamp) MarshalJSON() ([]byte, error) {
+	return json.Marshal(t.UTC().Format(timestampLayout))
+}
+
+// UnmarshalJSON implements json.Unmarshaler.
+func (t *Timestamp) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	p, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return err
+	}
+	t.Time = p
+	return nil
+}
