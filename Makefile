@@ -1,0 +1,40 @@
+# ovsgate: build, test and run against a throwaway Open vSwitch.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -o errexit -o nounset -o pipefail -c
+
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+FUZZTIME ?= 20s
+
+.PHONY: all build test vet deps run fuzz bench clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ovsgate .
+
+# deps installs what the tests need and is missing: Open vSwitch (Go modules
+# are fetched by the go command itself).
+deps:
+	hack/install-ovs.sh
+	$(GO) mod download
+
+vet:
+	$(GO) vet ./...
+
+test: deps vet
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+# run starts a sandbox OVS with br-int under _sandbox/ and serves the gate for it.
+run: deps build
+	hack/run.sh
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDPFeatures$$' -fuzztime $(FUZZTIME) ./appctl/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeReply$$' -fuzztime $(FUZZTIME) ./appctl/
+
+clean:
+	-hack/ovs-sandbox.sh stop _sandbox >/dev/null 2>&1
+	rm -rf bin _sandbox _run
