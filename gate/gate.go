@@ -1,0 +1,247 @@
+package gate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/ovsgate/ovsgate/ovsdb"
+)
+
+// Defaults for Config's timings.
+const (
+	DefaultCallTimeout  = 5 * time.Second
+	DefaultPingInterval = 3 * time.Second
+	DefaultRetryMin     = 5 * time.Millisecond
+	DefaultRetryMax     = time.Second
+)
+
+// Config says what to gate on and where Open vSwitch is.
+type Config struct {
+	OVSDB        string // unix:PATH or tcp:HOST:PORT
+	RunDir       string // holds ovs-vswitchd.pid and ovs-vswitchd.<pid>.ctl
+	Bridges      []string
+	Requirements []Requirement
+
+	// Observer, if set, is told the duration and outcome of every unixctl call.
+	Observer func(method string, d time.Duration, err error)
+
+	// Timings; zero means the default. Tests shorten them.
+	CallTimeout     time.Duration // deadline of one unixctl call
+	PingInterval    time.Duration // how long an answering ovs-vswitchd may stay silent before it is pinged
+	RetryMin        time.Duration // first retry after a "not yet" answer
+	RetryMax        time.Duration // cap of the retry backoff
+	OVSDBBackoffMin time.Duration // OVSDB reconnect backoff bounds
+	OVSDBBackoffMax time.Duration
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.CallTimeout, DefaultCallTimeout)
+	def(&c.PingInterval, DefaultPingInterval)
+	def(&c.RetryMin, DefaultRetryMin)
+	def(&c.RetryMax, DefaultRetryMax)
+}
+
+// Gate watches Open vSwitch and keeps a Status current.
+type Gate struct {
+	cfg     Config
+	watcher *ovsdb.Watcher
+
+	mu      sync.Mutex
+	status  Status
+	subs    []chan Status
+	settled chan struct{} // closed once every check has had a definite answer
+
+	notReadySince time.Time // when the gate last became not ready, for the log
+
+	progress atomic.Int64 // unix nanoseconds of the loop's last iteration
+	running  atomic.Bool
+
+	onPublish func(Status) // tests see every published status here
+}
+
+// New validates cfg and returns a Gate that does nothing until Run.
+func New(cfg Config) (*Gate, error) {
+	cfg.setDefaults()
+	if len(cfg.Bridges) == 0 {
+		return nil, errors.New("no bridge to gate on")
+	}
+	if cfg.RunDir == "" {
+		return nil, errors.New("no ovs-vswitchd run directory")
+	}
+	var opts []ovsdb.Option
+	if cfg.OVSDBBackoffMin > 0 || cfg.OVSDBBackoffMax > 0 {
+		opts = append(opts, ovsdb.WithBackoff(cfg.OVSDBBackoffMin, cfg.OVSDBBackoffMax))
+	}
+	w, err := ovsdb.NewWatcher(cfg.OVSDB, cfg.Bridges, opts...)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gate{cfg: cfg, watcher: w, settled: make(chan struct{}), notReadySince: time.Now()}
+	g.status = g.initialStatus()
+	return g, nil
+}
+
+// initialStatus is what the gate says before its first reconcile.
+func (g *Gate) initialStatus() Status {
+	s := Status{
+		Reason:  "starting",
+		Updated: Timestamp{time.Now()},
+		OVSDB:   OVSDBStatus{Endpoint: g.cfg.OVSDB},
+	}
+	s.Checks = append(s.Checks,
+		Check{Name: CheckOVSDB, Message: "starting"},
+		Check{Name: CheckVSwitchd, Message: "starting"})
+	for _, br := range g.cfg.Bridges {
+		s.Bridges = append(s.Bridges, BridgeStatus{Name: br, Reason: "starting", Features: map[string]any{}})
+		s.Checks = append(s.Checks,
+			Check{Name: DatapathCheck(br), Message: "starting"},
+			Check{Name: FeaturesCheck(br), Message: "starting"})
+	}
+	return s
+}
+
+// Status returns the current status.
+func (g *Gate) Status() Status {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.status
+}
+
+// Subscribe returns a channel that receives every new Status. It holds only
+// the latest one: a slow reader skips intermediate states, never blocks the
+// gate, and always ends up with the current status. The current status is
+// delivered at once.
+func (g *Gate) Subscribe() <-chan Status {
+	c := make(chan Status, 1)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	c <- g.status
+	g.subs = append(g.subs, c)
+	return c
+}
+
+// Settled is closed once every check has had a definite answer at least once
+// (OVSDB connected or failed, ovs-vswitchd reached or not, the features of
+// every bridge with a datapath queried).
+func (g *Gate) Settled() <-chan struct{} { return g.settled }
+
+// Alive reports an error when the gate loop has made no progress for longer
+// than maxStall, which means it is stuck; it never looks at Open vSwitch.
+func (g *Gate) Alive(maxStall time.Duration) error {
+	if !g.running.Load() {
+		return errors.New("gate loop is not running")
+	}
+	last := time.Unix(0, g.progress.Load())
+	if since := time.Since(last); since > maxStall {
+		return fmt.Errorf("gate loop made no progress for %s", since.Round(time.Second))
+	}
+	return nil
+}
+
+// Run watches Open vSwitch until ctx is done. It returns nil then; a gate
+// runs once.
+func (g *Gate) Run(ctx context.Context) error {
+	if !g.running.CompareAndSwap(false, true) {
+		return errors.New("gate is already running")
+	}
+	defer g.running.Store(false)
+
+	wctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := g.watcher.Run(wctx); err != nil {
+			klog.ErrorS(err, "OVSDB watcher stopped")
+		}
+	}()
+
+	r := newReconciler(g.cfg, g.watcher)
+	defer func() {
+		cancel()
+		wg.Wait()
+		r.close()
+	}()
+
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-g.watcher.Changed():
+		case <-r.connDone():
+		case <-timer.C:
+		}
+		g.progress.Store(time.Now().UnixNano())
+		wake := r.reconcile(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		g.publish(r.status())
+		if r.settled() {
+			g.markSettled()
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wake)
+	}
+}
+
+func (g *Gate) markSettled() {
+	select {
+	case <-g.settled:
+	default:
+		close(g.settled)
+	}
+}
+
+// publish stores s and hands it to subscribers unless nothing but the time
+// would change, and logs state changes.
+func (g *Gate) publish(s Status) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	prev := g.status
+	if s.Equivalent(prev) {
+		return
+	}
+	s.Updated = Timestamp{time.Now()}
+	g.status = s
+	switch {
+	case s.Ready && !prev.Ready:
+		klog.InfoS("Ready", "after", s.Updated.Sub(g.notReadySince).Round(time.Microsecond),
+			"vswitchdPID", s.VSwitchd.PID, "bridges", len(s.Bridges))
+	case !s.Ready && prev.Ready:
+		g.notReadySince = s.Updated.Time
+		klog.InfoS("Not ready", "reason", s.Reason)
+	case !s.Ready && s.Reason != prev.Reason:
+		klog.InfoS("Not ready", "reason", s.Reason)
+	default:
+		klog.V(4).InfoS("Status changed", "ready", s.Ready, "reason", s.Reason)
+	}
+	if g.onPublish != nil {
+		g.onPublish(s)
+	}
+	for _, c := range g.subs {
+		select {
+		case <-c:
+		default:
+		}
+		c <- s
+	}
+}

@@ -1,0 +1,324 @@
+package gate
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+
+	"github.com/ovsgate/ovsgate/internal/ovstest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// harness runs one gate against a sandbox and records every status it
+// publishes.
+type harness struct {
+	t   *testing.T
+	g   *Gate
+	mu  sync.Mutex
+	all []Status
+}
+
+func startGate(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	if cfg.RetryMax == 0 {
+		cfg.RetryMax = 200 * time.Millisecond
+	}
+	if cfg.OVSDBBackoffMax == 0 {
+		cfg.OVSDBBackoffMin, cfg.OVSDBBackoffMax = 10*time.Millisecond, 200*time.Millisecond
+	}
+	g, err := New(cfg)
+	require.NoError(t, err)
+	h := &harness{t: t, g: g}
+	g.onPublish = func(s Status) {
+		h.mu.Lock()
+		h.all = append(h.all, s)
+		h.mu.Unlock()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			assert.NoError(t, err)
+		case <-time.After(15 * time.Second):
+			t.Error("gate did not stop within 15s of cancel")
+		}
+	})
+	return h
+}
+
+func sandboxConfig(s *ovstest.Sandbox, bridges ...string) Config {
+	return Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: bridges}
+}
+
+// waitFor waits until the gate's status satisfies cond and returns it.
+func (h *harness) waitFor(d time.Duration, what string, cond func(Status) bool) Status {
+	h.t.Helper()
+	var last Status
+	ok := ovstest.Poll(d, func() bool {
+		last = h.g.Status()
+		return cond(last)
+	})
+	if !ok {
+		h.t.Fatalf("timed out after %s waiting for %s; last status: ready=%v reason=%q checks=%+v",
+			d, what, last.Ready, last.Reason, last.Checks)
+	}
+	return last
+}
+
+func (h *harness) published() []Status {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]Status(nil), h.all...)
+}
+
+func ready(s Status) bool    { return s.Ready }
+func notReady(s Status) bool { return !s.Ready }
+
+func readyOn(pid int) func(Status) bool {
+	return func(s Status) bool { return s.Ready && s.VSwitchd.PID == pid }
+}
+
+func TestGateReadyAfterBridgeAppears(t *testing.T) {
+	s := ovstest.Start(t)
+	h := startGate(t, sandboxConfig(s, "br-int"))
+
+	st := h.waitFor(10*time.Second, "bridge missing reason", func(st Status) bool {
+		return st.Reason == "bridge br-int: bridge does not exist in OVSDB"
+	})
+	assert.False(t, st.Ready)
+	assert.True(t, st.OVSDB.Connected)
+	assert.Equal(t, s.VSwitchdPID(), st.VSwitchd.PID)
+	assert.Equal(t, "3.1.0", st.VSwitchd.Version)
+	c, ok := st.Check(DatapathCheck("br-int"))
+	require.True(t, ok)
+	assert.False(t, c.OK)
+
+	s.AddBridge("br-int")
+	st = h.waitFor(10*time.Second, "ready", ready)
+	assert.Empty(t, st.Reason)
+	require.Len(t, st.Bridges, 1)
+	b := st.Bridges[0]
+	assert.True(t, b.Ready)
+	assert.Equal(t, s.DatapathID("br-int"), b.DatapathID)
+	assert.Equal(t, "netdev", b.DatapathType)
+	assert.Equal(t, true, b.Features["Recirc"])
+	assert.Equal(t, int64(3), b.Features["Max MPLS depth"])
+	for _, c := range st.Checks {
+		assert.True(t, c.OK, c.Name)
+	}
+	assert.Len(t, st.Checks, 4)
+}
+
+// After ovs-vswitchd alone restarts, datapath_id still holds the old value.
+// Once the gate has noticed the exit, it must never call the bridge ready
+// again until the new instance answered for it.
+func TestGateVSwitchdRestartStaleDatapathID(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	h := startGate(t, sandboxConfig(s, "br-int"))
+	oldPID := s.VSwitchdPID()
+	h.waitFor(10*time.Second, "ready on the first instance", readyOn(oldPID))
+	dpid := s.DatapathID("br-int")
+
+	s.StopVSwitchd()
+	st := h.waitFor(5*time.Second, "not ready after exit", notReady)
+	assert.Zero(t, st.VSwitchd.PID)
+	assert.Equal(t, dpid, s.DatapathID("br-int"), "datapath_id survives the exit (the stale case)")
+
+	newPID := s.StartVSwitchd()
+	require.NotEqual(t, oldPID, newPID)
+	h.waitFor(10*time.Second, "ready on the new instance", readyOn(newPID))
+
+	noticed := false
+	for _, st := range h.published() {
+		if noticed && st.Ready {
+			assert.Equal(t, newPID, st.VSwitchd.PID, "ready reported against a dead ovs-vswitchd")
+		}
+		if !st.Ready && st.VSwitchd.PID != oldPID {
+			noticed = true
+		}
+	}
+	assert.True(t, noticed)
+}
+
+func TestGateVSwitchdKilled(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	h := startGate(t, sandboxConfig(s, "br-int"))
+	oldPID := s.VSwitchdPID()
+	h.waitFor(10*time.Second, "ready", readyOn(oldPID))
+
+	killed := time.Now()
+	s.KillVSwitchd()
+	st := h.waitFor(2*time.Second, "not ready after SIGKILL", notReady)
+	t.Logf("SIGKILL noticed after %s", time.Since(killed))
+	assert.Contains(t, st.Reason, "ovs-vswitchd")
+	c, _ := st.Check(CheckVSwitchd)
+	assert.False(t, c.OK)
+
+	newPID := s.StartVSwitchd()
+	h.waitFor(10*time.Second, "ready on the new instance", readyOn(newPID))
+}
+
+// A stopped (hung) ovs-vswitchd must turn the gate not ready within 10s with
+// the contract's timings, and ready again by itself once it runs again.
+func TestGateVSwitchdHung(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes up to 10s with the contract's timings")
+	}
+	s := ovstest.Start(t, "br-int")
+	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"},
+		RetryMax: time.Second})
+	pid := s.VSwitchdPID()
+	h.waitFor(10*time.Second, "ready", readyOn(pid))
+
+	stopped := time.Now()
+	s.SignalVSwitchd(syscall.SIGSTOP)
+	st := h.waitFor(10*time.Second, "not ready while stopped", notReady)
+	t.Logf("hang noticed after %s", time.Since(stopped))
+	assert.Contains(t, st.Reason, "not answering within 5s")
+
+	s.SignalVSwitchd(syscall.SIGCONT)
+	h.waitFor(15*time.Second, "ready after SIGCONT", readyOn(pid))
+}
+
+func TestGateBridgeDeletedAndReadded(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	h := startGate(t, sandboxConfig(s, "br-int"))
+	h.waitFor(10*time.Second, "ready", ready)
+
+	s.DelBridge("br-int")
+	st := h.waitFor(5*time.Second, "not ready after del-br", notReady)
+	assert.Equal(t, "bridge br-int: bridge does not exist in OVSDB", st.Reason)
+
+	s.AddBridge("br-int")
+	st = h.waitFor(10*time.Second, "ready after add-br", ready)
+	assert.Equal(t, s.DatapathID("br-int"), st.Bridges[0].DatapathID)
+}
+
+func TestGateTwoBridges(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	h := startGate(t, sandboxConfig(s, "br-int", "br-ex"))
+	st := h.waitFor(10*time.Second, "br-int ready, br-ex missing", func(st Status) bool {
+		return len(st.Bridges) == 2 && st.Bridges[0].Ready && !st.Bridges[1].Ready
+	})
+	assert.False(t, st.Ready)
+	assert.Equal(t, "bridge br-ex: bridge does not exist in OVSDB", st.Reason)
+
+	s.AddBridge("br-ex")
+	st = h.waitFor(10*time.Second, "both ready", ready)
+	assert.Equal(t, []string{"br-int", "br-ex"}, []string{st.Bridges[0].Name, st.Bridges[1].Name})
+	assert.Len(t, st.Checks, 6)
+}
+
+func TestGateOVSDBAbsentAtStart(t *testing.T) {
+	s := ovstest.New(t)
+	h := startGate(t, sandboxConfig(s, "br-int"))
+	st := h.waitFor(10*time.Second, "OVSDB reason", func(st Status) bool { return !st.OVSDB.Connected && st.Reason != "starting" })
+	assert.False(t, st.Ready)
+	assert.Contains(t, st.Reason, "OVSDB: not connected to "+s.Endpoint())
+
+	s.StartOVSDB()
+	s.StartVSwitchd()
+	s.AddBridge("br-int")
+	h.waitFor(15*time.Second, "ready once OVS runs", ready)
+}
+
+func TestGateOVSDBRestarted(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	h := startGate(t, sandboxConfig(s, "br-int"))
+	pid := s.VSwitchdPID()
+	h.waitFor(10*time.Second, "ready", ready)
+
+	s.StopOVSDB()
+	st := h.waitFor(5*time.Second, "not ready without OVSDB", notReady)
+	assert.False(t, st.OVSDB.Connected)
+	c, _ := st.Check(CheckOVSDB)
+	assert.False(t, c.OK)
+
+	s.StartOVSDB()
+	// ovs-vswitchd reconnects too and rewrites the ephemeral datapath_id.
+	h.waitFor(15*time.Second, "ready after OVSDB came back", readyOn(pid))
+}
+
+func TestGateRequiredFeatures(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	tests := []struct {
+		name   string
+		reqs   []string
+		ready  bool
+		reason string
+	}{
+		{"met", []string{"Recirc", "ct state", "Max MPLS depth>=3", "Sample nesting=10"}, true, ""},
+		{"number unmet", []string{"Recirc", "Max VLAN headers>=2"}, false,
+			`bridge br-int: feature "Max VLAN headers" is 1, want >= 2`},
+		{"not reported", []string{"Teleport"}, false,
+			`bridge br-int: feature "Teleport" is not reported by the datapath`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := sandboxConfig(s, "br-int")
+			for _, r := range tt.reqs {
+				req, err := ParseRequirement(r)
+				require.NoError(t, err)
+				cfg.Requirements = append(cfg.Requirements, req)
+			}
+			st, complete, err := Evaluate(context.Background(), cfg)
+			require.NoError(t, err)
+			assert.True(t, complete)
+			assert.Equal(t, tt.ready, st.Ready)
+			assert.Equal(t, tt.reason, st.Reason)
+			dp, _ := st.Check(DatapathCheck("br-int"))
+			assert.True(t, dp.OK, "the datapath itself is fine")
+			feat, _ := st.Check(FeaturesCheck("br-int"))
+			assert.Equal(t, tt.ready, feat.OK)
+		})
+	}
+}
+
+func TestEvaluateNotReadyAnswersPromptly(t *testing.T) {
+	s := ovstest.Start(t)
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, complete, err := Evaluate(ctx, sandboxConfig(s, "br-missing"))
+	require.NoError(t, err)
+	assert.True(t, complete, "a missing bridge is a definite answer, not a reason to wait")
+	assert.False(t, st.Ready)
+	assert.Equal(t, "bridge br-missing: bridge does not exist in OVSDB", st.Reason)
+	t.Logf("evaluated in %s", time.Since(start))
+}
+
+func TestGatePublishesOnlyChanges(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	var pings atomic.Int32
+	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"},
+		PingInterval: 10 * time.Millisecond,
+		Observer: func(method string, _ time.Duration, err error) {
+			if method == "version" && err == nil {
+				pings.Add(1)
+			}
+		}})
+	h.waitFor(10*time.Second, "ready", ready)
+	n := len(h.published())
+	// Many pings later (each one a reconcile), nothing new was published.
+	base := pings.Load()
+	s.Eventually(10*time.Second, "20 pings", func() bool { return pings.Load() >= base+20 })
+	assert.Equal(t, n, len(h.published()), "reconciles that changed nothing published a status")
+	assert.NoError(t, h.g.Alive(time.Second))
+	pubs := h.published()
+	for i := 1; i < len(pubs); i++ {
+		assert.False(t, pubs[i].Equivalent(pubs[i-1]), "status %d repeats its predecessor", i)
+	}
+}
