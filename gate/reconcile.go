@@ -284,11 +284,11 @@ func (r *reconciler) compute(snap ovsdb.Snapshot) Status {
 		Checks:  make([]Check, 0, 2+2*len(r.cfg.Bridges)),
 	}
 	ovsdbMsg := ""
-	if !snap.Connected {
-		ovsdbMsg = "not connected to " + r.cfg.OVSDB
-		if snap.Err != "" {
-			ovsdbMsg += ": " + snap.Err
-		}
+	switch {
+	case !snap.Connected && snap.Err == "":
+		ovsdbMsg = "connecting to " + r.cfg.OVSDB
+	case !snap.Connected:
+		ovsdbMsg = "not connected to " + r.cfg.OVSDB + ": " + snap.Err
 	}
 	s.Checks = append(s.Checks, Check{Name: CheckOVSDB, OK: snap.Connected, Message: ovsdbMsg})
 

@@ -45,12 +45,12 @@ start)
   if ! alive "$dir/ovsdb-server.pid"; then
     [ -f "$dir/conf.db" ] || ovsdb-tool create "$dir/conf.db" /usr/share/openvswitch/vswitch.ovsschema
     ovsdb-server "$dir/conf.db" --remote="punix:$db_sock" --unixctl="$dir/ovsdb-server.ctl" \
-      --pidfile="$dir/ovsdb-server.pid" --log-file="$dir/ovsdb-server.log" --detach --no-chdir
+      --pidfile="$dir/ovsdb-server.pid" --log-file="$dir/ovsdb-server.log" -vconsole:off --detach --no-chdir
     vsctl --no-wait init
   fi
   if ! alive "$dir/ovs-vswitchd.pid"; then
     ovs-vswitchd "unix:$db_sock" --enable-dummy=override --disable-system \
-      --pidfile="$dir/ovs-vswitchd.pid" --log-file="$dir/ovs-vswitchd.log" --detach --no-chdir
+      --pidfile="$dir/ovs-vswitchd.pid" --log-file="$dir/ovs-vswitchd.log" -vconsole:off --detach --no-chdir
   fi
   for br in "$@"; do
     vsctl --may-exist add-br "$br" -- set bridge "$br" datapath_type=netdev

@@ -1,0 +1,151 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ovsgate/ovsgate/gate"
+)
+
+type checkOptions struct {
+	gateOptions
+	output string
+}
+
+func newCheckCommand(stdout io.Writer) *cobra.Command {
+	o := &checkOptions{}
+	cmd := &cobra.Command{
+		Use:   "check",
+		Short: "Evaluate readiness once and print it (exit 0 ready, 1 not ready)",
+		Long: "check evaluates the gate once, bounded by --timeout, and prints a table or, with\n" +
+			"-o json, the status JSON. It exits 0 when ready and 1 when not.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := prepare(cmd, &o.gateOptions); err != nil {
+				return err
+			}
+			if o.output != "table" && o.output != "json" {
+				return usageError(fmt.Errorf("invalid --output %q: want table or json", o.output))
+			}
+			return o.run(cmd.Context(), stdout)
+		},
+	}
+	o.addFlags(cmd.Flags(), "", 5*time.Second, "how long the evaluation may take (0: no limit)")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	return cmd
+}
+
+func (o *checkOptions) run(ctx context.Context, stdout io.Writer) error {
+	quietUnlessVerbose()
+	if o.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		defer cancel()
+	}
+	s, complete, err := gate.Evaluate(ctx, o.config())
+	if err != nil {
+		return fatalError(err)
+	}
+	if !complete && !s.Ready {
+		s.Reason = fmt.Sprintf("evaluation incomplete after %s: %s", o.timeout, s.Reason)
+	}
+	if o.statusFile != "" {
+		if err := writeStatusFile(o.statusFile, s); err != nil {
+			return fatalError(err)
+		}
+	}
+	if o.output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(s); err != nil {
+			return fatalError(err)
+		}
+	} else {
+		printTable(stdout, s)
+	}
+	if !s.Ready {
+		return silentExit(exitNotReady)
+	}
+	return nil
+}
+
+// printTable writes the status the way an operator reads it at a glance.
+func printTable(w io.Writer, s gate.Status) {
+	if s.Ready {
+		fmt.Fprintln(w, "READY")
+	} else {
+		fmt.Fprintf(w, "NOT READY: %s\n", s.Reason)
+	}
+	fmt.Fprintln(w)
+
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	conn := "connected"
+	if !s.OVSDB.Connected {
+		conn = "not connected"
+	}
+	fmt.Fprintf(tw, "OVSDB\t%s\t%s\n", s.OVSDB.Endpoint, conn)
+	if s.VSwitchd.PID != 0 {
+		fmt.Fprintf(tw, "ovs-vswitchd\tpid %d\tversion %s\n", s.VSwitchd.PID, s.VSwitchd.Version)
+	} else {
+		fmt.Fprintf(tw, "ovs-vswitchd\tnot reachable\t\n")
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "BRIDGE\tREADY\tDATAPATH ID\tTYPE\tREASON")
+	for _, b := range s.Bridges {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, yesNo(b.Ready), orDash(b.DatapathID), orDash(b.DatapathType), orDash(b.Reason))
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "CHECK\tOK\tMESSAGE")
+	for _, c := range s.Checks {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Name, yesNo(c.OK), orDash(c.Message))
+	}
+	_ = tw.Flush()
+
+	for _, b := range s.Bridges {
+		if len(b.Features) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\nFEATURES OF %s\n", b.Name)
+		names := make([]string, 0, len(b.Features))
+		for n := range b.Features {
+			names = append(names, n)
+		}
+		sort.Slice(names, func(i, j int) bool { return strings.ToLower(names[i]) < strings.ToLower(names[j]) })
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		for _, n := range names {
+			fmt.Fprintf(tw, "  %s\t%s\n", n, featureValue(b.Features[n]))
+		}
+		_ = tw.Flush()
+	}
+}
+
+func featureValue(v any) string {
+	switch v := v.(type) {
+	case bool:
+		return yesNo(v)
+	default:
+		return fmt.Sprint(v)
+	}
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,437 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ovsgate/ovsgate/gate"
+	"github.com/ovsgate/ovsgate/internal/ovstest"
+)
+
+// binary is the ovsgate binary built once for the end-to-end tests.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ovsgate-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "ovsgate")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build ovsgate: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// result is one run of the built binary.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+func ovsgate(t *testing.T, env []string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+}
+
+// cleanEnv drops OVSGATE_* variables of the test runner's own environment.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envPrefix) {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func sandboxArgs(s *ovstest.Sandbox) []string {
+	return []string{"--ovsdb", s.Endpoint(), "--ovs-rundir", s.RunDir()}
+}
+
+func TestVersion(t *testing.T) {
+	r := ovsgate(t, nil, "version")
+	assert.Equal(t, 0, r.code)
+	assert.Regexp(t, `^ovsgate \S+\ncommit: \S+\ngo: go1\.\S+ linux/\S+\n$`, r.stdout)
+}
+
+func TestBadInputIsOneLineAndExit2(t *testing.T) {
+	tests := [][]string{
+		{"check", "--bridge", ""},
+		{"check", "--bridge", "br-int,"},
+		{"wait", "--bridge", "br int"},
+		{"serve", "--bridge", ""},
+		{"check", "--ovsdb", "foo"},
+		{"check", "--ovsdb", "tcp:host"},
+		{"wait", "--ovsdb", "unix:"},
+		{"serve", "--ovsdb", "ssl:1.2.3.4:6640"},
+		{"check", "--require-feature", "Max VLAN headers>=two"},
+		{"wait", "--require-feature", ">=2"},
+		{"serve", "--require-feature", "Recirc=>1"},
+		{"check", "--nope"},
+		{"serve", "--nope"},
+		{"check", "-o", "yaml"},
+		{"check", "--timeout", "-1s"},
+		{"wait", "--timeout", "soon"},
+		{"serve", "--health-probe-bind-address", "nonsense"},
+		{"serve", "--metrics-bind-address", ":99999"},
+		{"check", "extra-arg"},
+		{"bogus-command"},
+	}
+	for _, args := range tests {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := ovsgate(t, nil, args...)
+			assert.Equal(t, 2, r.code, "stderr: %s", r.stderr)
+			assert.Empty(t, r.stdout)
+			lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+			assert.Len(t, lines, 1, "one clear line, got %q", r.stderr)
+			assert.True(t, strings.HasPrefix(lines[0], "ovsgate: "), lines[0])
+		})
+	}
+}
+
+func TestBadEnvironmentIsExit2(t *testing.T) {
+	r := ovsgate(t, []string{"OVSGATE_OVSDB=nonsense"}, "check")
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, `invalid --ovsdb "nonsense"`)
+	r = ovsgate(t, []string{"OVSGATE_TIMEOUT=soon"}, "check")
+	assert.Equal(t, 2, r.code)
+	assert.Contains(t, r.stderr, "OVSGATE_TIMEOUT")
+}
+
+func TestCheck(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+
+	r := ovsgate(t, nil, append([]string{"check"}, sandboxArgs(s)...)...)
+	assert.Equal(t, 0, r.code, r.stderr)
+	assert.True(t, strings.HasPrefix(r.stdout, "READY\n"), r.stdout)
+	assert.Contains(t, r.stdout, s.DatapathID("br-int"))
+	assert.Contains(t, r.stdout, "FEATURES OF br-int")
+	assert.Empty(t, r.stderr, "no log lines at the default verbosity")
+
+	r = ovsgate(t, nil, append([]string{"check", "-o", "json"}, sandboxArgs(s)...)...)
+	assert.Equal(t, 0, r.code, r.stderr)
+	var st gate.Status
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st), r.stdout)
+	assert.True(t, st.Ready)
+	assert.Equal(t, "", st.Reason)
+	assert.Equal(t, s.VSwitchdPID(), st.VSwitchd.PID)
+	assert.Equal(t, s.Endpoint(), st.OVSDB.Endpoint)
+	require.Len(t, st.Bridges, 1)
+	assert.Equal(t, float64(3), st.Bridges[0].Features["Max MPLS depth"])
+	assert.Equal(t, true, st.Bridges[0].Features["Recirc"])
+
+	r = ovsgate(t, nil, append([]string{"check", "--bridge", "br-int", "--bridge", "br-missing"}, sandboxArgs(s)...)...)
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stdout, "NOT READY: bridge br-missing: bridge does not exist in OVSDB")
+
+	r = ovsgate(t, nil, append([]string{"check", "--require-feature", "Max VLAN headers>=2", "-o", "json"}, sandboxArgs(s)...)...)
+	assert.Equal(t, 1, r.code)
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+	assert.Equal(t, `bridge br-int: feature "Max VLAN headers" is 1, want >= 2`, st.Reason)
+
+	r = ovsgate(t, nil, append([]string{"check", "--require-feature", "recirc,max vlan headers>=1"}, sandboxArgs(s)...)...)
+	assert.Equal(t, 0, r.code, r.stdout)
+}
+
+func TestCheckWithoutOVS(t *testing.T) {
+	dir := t.TempDir()
+	start := time.Now()
+	r := ovsgate(t, nil, "check", "--ovsdb", "unix:"+dir+"/db.sock", "--ovs-rundir", dir, "-o", "json")
+	assert.Equal(t, 1, r.code)
+	assert.Less(t, time.Since(start), 5*time.Second, "an absent OVS is a prompt answer")
+	var st gate.Status
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+	assert.False(t, st.OVSDB.Connected)
+	assert.Contains(t, st.Reason, "OVSDB: not connected to unix:"+dir+"/db.sock")
+	c, ok := st.Check("vswitchd")
+	require.True(t, ok)
+	assert.Contains(t, c.Message, "no pidfile")
+}
+
+func TestEnvironment(t *testing.T) {
+	s := ovstest.Start(t, "br-int", "br-ex")
+	env := []string{"OVSGATE_OVSDB=" + s.Endpoint(), "OVSGATE_OVS_RUNDIR=" + s.RunDir(), "OVSGATE_BRIDGE=br-int,br-ex"}
+	r := ovsgate(t, env, "check", "-o", "json")
+	assert.Equal(t, 0, r.code, r.stderr)
+	var st gate.Status
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+	require.Len(t, st.Bridges, 2)
+	assert.Equal(t, "br-ex", st.Bridges[1].Name)
+
+	// A flag on the command line wins over the environment.
+	r = ovsgate(t, env, "check", "-o", "json", "--bridge", "br-nope")
+	assert.Equal(t, 1, r.code)
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+	require.Len(t, st.Bridges, 1)
+	assert.Equal(t, "br-nope", st.Bridges[0].Name)
+
+	r = ovsgate(t, append(env, "OVSGATE_REQUIRE_FEATURE=Max VLAN headers>=5"), "check")
+	assert.Equal(t, 1, r.code)
+	assert.Contains(t, r.stdout, `"Max VLAN headers" is 1, want >= 5`)
+
+	dir := t.TempDir()
+	r = ovsgate(t, append(env, "OVSGATE_STATUS_FILE="+dir+"/s.json"), "check")
+	assert.Equal(t, 0, r.code)
+	assert.FileExists(t, dir+"/s.json")
+}
+
+func TestWaitSucceedsOnceBridgeAppears(t *testing.T) {
+	s := ovstest.Start(t)
+	statusFile := filepath.Join(t.TempDir(), "run", "status.json")
+	cmd := exec.Command(binary, append([]string{"wait", "--status-file", statusFile, "--timeout", "60s"}, sandboxArgs(s)...)...)
+	cmd.Env = cleanEnv()
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	s.Eventually(10*time.Second, "progress line", func() bool {
+		return strings.Contains(stderr.String(), "not ready: bridge br-int: bridge does not exist in OVSDB")
+	})
+	s.AddBridge("br-int")
+	select {
+	case err := <-done:
+		require.NoError(t, err, stderr.String())
+	case <-time.After(20 * time.Second):
+		_ = cmd.Process.Kill()
+		<-done
+		t.Fatalf("wait did not return: %s", stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	// Between "does not exist" and ready, OVSDB may show the row before its
+	// datapath ID: one more state, one more line, never a repeated one.
+	assert.GreaterOrEqual(t, len(lines), 2)
+	assert.LessOrEqual(t, len(lines), 3, "one line per state change, then the last line: %q", lines)
+	for i := 1; i < len(lines); i++ {
+		assert.NotEqual(t, lines[i-1], lines[i], "a line repeated without a state change")
+	}
+	assert.Regexp(t, `^ovsgate: ready after \S+ \(ovs-vswitchd pid \d+\)$`, lines[len(lines)-1])
+
+	var st gate.Status
+	b, err := os.ReadFile(statusFile)
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &st))
+	assert.True(t, st.Ready)
+}
+
+func TestWaitTimesOut(t *testing.T) {
+	s := ovstest.Start(t)
+	start := time.Now()
+	r := ovsgate(t, nil, append([]string{"wait", "--timeout", "500ms", "--bridge", "br-late"}, sandboxArgs(s)...)...)
+	assert.Equal(t, 1, r.code)
+	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.Contains(t, r.stderr, "ovsgate: timed out after 500ms: bridge br-late: bridge does not exist in OVSDB")
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer process and a polling test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// freeAddr returns a loopback address with a port nobody listens on now.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
+}
+
+// daemon is a running `ovsgate serve`.
+type daemon struct {
+	cmd         *exec.Cmd
+	done        chan struct{} // closed when the process exited; err is then set
+	err         error
+	stderr      *syncBuffer
+	probe       string
+	metrics     string
+	statusFile  string
+}
+
+func startServe(t *testing.T, s *ovstest.Sandbox, extra ...string) *daemon {
+	t.Helper()
+	d := &daemon{
+		done:       make(chan struct{}),
+		stderr:     &syncBuffer{},
+		probe:      freeAddr(t),
+		metrics:    freeAddr(t),
+		statusFile: filepath.Join(t.TempDir(), "ovsgate", "status.json"),
+	}
+	args := append([]string{"serve", "--health-probe-bind-address", d.probe, "--metrics-bind-address", d.metrics,
+		"--status-file", d.statusFile}, sandboxArgs(s)...)
+	d.cmd = exec.Command(binary, append(args, extra...)...)
+	d.cmd.Env = cleanEnv()
+	d.cmd.Stderr = d.stderr
+	require.NoError(t, d.cmd.Start())
+	go func() { d.err = d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		_ = d.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.done:
+		case <-time.After(10 * time.Second):
+			_ = d.cmd.Process.Kill()
+			<-d.done
+		}
+	})
+	return d
+}
+
+func (d *daemon) get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func (d *daemon) readFile(t *testing.T) (gate.Status, bool) {
+	b, err := os.ReadFile(d.statusFile)
+	if err != nil {
+		return gate.Status{}, false
+	}
+	var st gate.Status
+	require.NoError(t, json.Unmarshal(b, &st), "status file must never be half-written: %q", b)
+	return st, true
+}
+
+// TestServeEndToEnd runs the binary the way kubelet (HTTP) and a CNI agent
+// (the status file) use it.
+func TestServeEndToEnd(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	d := startServe(t, s)
+	pid := s.VSwitchdPID()
+
+	s.Eventually(10*time.Second, "/readyz 200", func() bool {
+		code, _ := d.get(t, "http://"+d.probe+"/readyz")
+		return code == 200
+	})
+	s.Eventually(5*time.Second, "status file ready", func() bool {
+		st, ok := d.readFile(t)
+		return ok && st.Ready && st.VSwitchd.PID == pid
+	})
+	code, body := d.get(t, "http://"+d.probe+"/livez")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "ok\n", body)
+	code, body = d.get(t, "http://"+d.probe+"/readyz?verbose")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "[+]ovsdb ok\n[+]vswitchd ok\n[+]datapath/br-int ok\n[+]features/br-int ok\nreadyz check passed\n", body)
+	code, body = d.get(t, "http://"+d.probe+"/status")
+	assert.Equal(t, 200, code)
+	var st gate.Status
+	require.NoError(t, json.Unmarshal([]byte(body), &st))
+	assert.True(t, st.Ready)
+	code, body = d.get(t, "http://"+d.metrics+"/metrics")
+	assert.Equal(t, 200, code)
+	assert.Contains(t, body, "\novsgate_ready 1\n")
+	assert.Contains(t, body, `ovsgate_bridge_ready{bridge="br-int"} 1`)
+	assert.Contains(t, body, "ovsgate_appctl_request_duration_seconds_bucket")
+	assert.Contains(t, body, "go_goroutines")
+
+	s.KillVSwitchd()
+	s.Eventually(2*time.Second, "/readyz 503 after ovs-vswitchd died", func() bool {
+		code, _ := d.get(t, "http://"+d.probe+"/readyz")
+		return code == 503
+	})
+	s.Eventually(2*time.Second, "status file not ready", func() bool {
+		st, ok := d.readFile(t)
+		return ok && !st.Ready
+	})
+	code, body = d.get(t, "http://"+d.probe+"/readyz/vswitchd")
+	assert.Equal(t, 503, code)
+	assert.True(t, strings.HasPrefix(body, "[-]vswitchd failed: "), body)
+
+	newPID := s.StartVSwitchd()
+	s.Eventually(10*time.Second, "ready on the new instance", func() bool {
+		st, ok := d.readFile(t)
+		return ok && st.Ready && st.VSwitchd.PID == newPID
+	})
+	_, body = d.get(t, "http://"+d.metrics+"/metrics")
+	assert.Contains(t, body, "\novsgate_vswitchd_restarts_total 1\n")
+	// starting -> ready -> not ready -> ready
+	assert.Contains(t, body, "\novsgate_transitions_total 3\n")
+
+	require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case <-d.done:
+		require.NoError(t, d.err, "exit 0 after SIGTERM; stderr: %s", d.stderr.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop after SIGTERM")
+	}
+	st, ok := d.readFile(t)
+	require.True(t, ok)
+	assert.False(t, st.Ready, "SIGTERM must leave ready: false")
+	assert.Equal(t, "ovsgate stopped", st.Reason)
+}
+
+func TestServeMetricsDisabled(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	d := startServe(t, s, "--metrics-bind-address=0")
+	s.Eventually(10*time.Second, "/readyz 200", func() bool {
+		code, _ := d.get(t, "http://"+d.probe+"/readyz")
+		return code == 200
+	})
+	code, _ := d.get(t, "http://"+d.metrics+"/metrics")
+	assert.Equal(t, 0, code, "nothing listens on the metrics address")
+}
+
+func TestServePortInUse(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	dir := t.TempDir()
+	r := ovsgate(t, nil, "serve", "--health-probe-bind-address", ln.Addr().String(), "--metrics-bind-address", "0",
+		"--ovsdb", "unix:"+dir+"/db.sock", "--ovs-rundir", dir, "--status-file", "")
+	assert.Equal(t, 1, r.code)
+	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+	assert.Len(t, lines, 1, r.stderr)
+	assert.Equal(t, "ovsgate: listen on "+ln.Addr().String()+": bind: address already in use", lines[0])
+}

@@ -1,0 +1,107 @@
+package probe
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ovsgate/ovsgate/gate"
+)
+
+// Metrics are the daemon's Prometheus metrics, on a registry of its own.
+type Metrics struct {
+	registry        *prometheus.Registry
+	ready           prometheus.Gauge
+	bridgeReady     *prometheus.GaugeVec
+	transitions     prometheus.Counter
+	restarts        prometheus.Counter
+	ovsdbConnected  prometheus.Gauge
+	appctlDurations *prometheus.HistogramVec
+
+	mu       sync.Mutex
+	observed bool
+	wasReady bool
+	lastPID  int // last non-zero ovs-vswitchd pid seen
+}
+
+// NewMetrics registers the metrics and the Go and process collectors.
+func NewMetrics() *Metrics {
+	m := &Metrics{
+		registry: prometheus.NewRegistry(),
+		ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ovsgate_ready", Help: "1 when every gated bridge is ready, else 0.",
+		}),
+		bridgeReady: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ovsgate_bridge_ready", Help: "1 when the bridge is ready, else 0.",
+		}, []string{"bridge"}),
+		transitions: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ovsgate_transitions_total", Help: "Flips between ready and not ready.",
+		}),
+		restarts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ovsgate_vswitchd_restarts_total", Help: "Times a new ovs-vswitchd pid replaced the one seen before.",
+		}),
+		ovsdbConnected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ovsgate_ovsdb_connected", Help: "1 while the OVSDB monitor is established, else 0.",
+		}),
+		appctlDurations: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ovsgate_appctl_request_duration_seconds",
+			Help:    "Duration of unixctl calls to ovs-vswitchd, by method and result (ok or error).",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"method", "result"}),
+	}
+	m.registry.MustRegister(m.ready, m.bridgeReady, m.transitions, m.restarts, m.ovsdbConnected, m.appctlDurations,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry is the daemon's own registry.
+func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
+
+// Handler serves the registry in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
+	return methods(mux)
+}
+
+// Observe updates the metrics from a new status.
+func (m *Metrics) Observe(s gate.Status) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.observed && s.Ready != m.wasReady {
+		m.transitions.Inc()
+	}
+	m.observed, m.wasReady = true, s.Ready
+	if pid := s.VSwitchd.PID; pid != 0 {
+		if m.lastPID != 0 && pid != m.lastPID {
+			m.restarts.Inc()
+		}
+		m.lastPID = pid
+	}
+	m.ready.Set(boolFloat(s.Ready))
+	m.ovsdbConnected.Set(boolFloat(s.OVSDB.Connected))
+	for _, b := range s.Bridges {
+		m.bridgeReady.WithLabelValues(b.Name).Set(boolFloat(b.Ready))
+	}
+}
+
+// ObserveAppctl records one unixctl call; its signature fits gate.Config.Observer.
+func (m *Metrics) ObserveAppctl(method string, d time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.appctlDurations.WithLabelValues(method, result).Observe(d.Seconds())
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

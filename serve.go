@@ -1,0 +1,240 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
+
+	"github.com/ovsgate/ovsgate/gate"
+	"github.com/ovsgate/ovsgate/probe"
+)
+
+// maxLoopStall is how long the gate loop may make no progress before /livez
+// fails. The loop wakes at least every ping interval (3s) and a single call
+// blocks it for at most the call timeout (5s), so this leaves a wide margin.
+const maxLoopStall = 30 * time.Second
+
+type serveOptions struct {
+	gateOptions
+	probeAddr   string
+	metricsAddr string
+}
+
+func newServeCommand() *cobra.Command {
+	o := &serveOptions{}
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the daemon: status file, probe listener and metrics",
+		Long: "serve watches Open vSwitch for ever and keeps the status file, the probe listener\n" +
+			"(/livez, /readyz, /status) and the metrics listener current. It exits 0 after\n" +
+			"SIGTERM or SIGINT, leaving the status file not ready.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := prepare(cmd, &o.gateOptions); err != nil {
+				return err
+			}
+			if err := o.validate(); err != nil {
+				return usageError(err)
+			}
+			return o.run(cmd.Context())
+		},
+	}
+	o.addFlags(cmd.Flags(), probe.DefaultStatusFile, 0,
+		"log a warning if not ready this long after start (0: never)")
+	cmd.Flags().StringVar(&o.probeAddr, "health-probe-bind-address", probe.DefaultProbeAddr,
+		"address of the probe listener (/livez, /readyz, /status); always on")
+	cmd.Flags().StringVar(&o.metricsAddr, "metrics-bind-address", probe.DefaultMetricsAddr,
+		`address of the Prometheus listener (/metrics); "0" disables it`)
+	return cmd
+}
+
+func (o *serveOptions) validate() error {
+	if err := validateAddr("--health-probe-bind-address", o.probeAddr); err != nil {
+		return err
+	}
+	if o.metricsAddr == "0" {
+		return nil
+	}
+	if err := validateAddr("--metrics-bind-address", o.metricsAddr); err != nil {
+		return err
+	}
+	if o.metricsAddr == o.probeAddr {
+		return fmt.Errorf("--metrics-bind-address and --health-probe-bind-address must differ (both %s)", o.probeAddr)
+	}
+	return nil
+}
+
+func validateAddr(flag, addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("invalid %s %q: want HOST:PORT or :PORT", flag, addr)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("invalid %s %q: port must be a number from 0 to 65535", flag, addr)
+	}
+	return nil
+}
+
+func (o *serveOptions) run(ctx context.Context) error {
+	// Bind first: a port in use is a fatal error before anything else starts.
+	probeLn, err := probe.Listen(o.probeAddr)
+	if err != nil {
+		return fatalError(err)
+	}
+	defer probeLn.Close()
+	var metricsLn net.Listener
+	if o.metricsAddr != "0" {
+		if metricsLn, err = probe.Listen(o.metricsAddr); err != nil {
+			return fatalError(err)
+		}
+		defer metricsLn.Close()
+	}
+
+	metrics := probe.NewMetrics()
+	cfg := o.config()
+	cfg.Observer = metrics.ObserveAppctl
+	g, err := gate.New(cfg)
+	if err != nil {
+		return fatalError(err)
+	}
+	prb := probe.NewProbe(func() error { return g.Alive(maxLoopStall) })
+	var file *probe.StatusFile
+	if o.statusFile != "" {
+		file = probe.NewStatusFile(o.statusFile)
+	}
+	klog.InfoS("Starting ovsgate", "bridges", o.bridges, "ovsdb", o.ovsdb, "ovsRunDir", o.ovsRunDir,
+		"probe", probeLn.Addr().String(), "metrics", addrOf(metricsLn), "statusFile", o.statusFile)
+
+	errorLog := log.New(klogWriter{}, "", 0)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	serveErr := make(chan error, 2)
+	serve := func(name string, srv interface{ Close() error }, run func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(); err != nil {
+				serveErr <- fmt.Errorf("%s listener: %w", name, err)
+			}
+		}()
+	}
+	probeSrv := probe.NewServer(prb, errorLog)
+	serve("probe", probeSrv, func() error { return probe.Serve(ctx, probeSrv, probeLn) })
+	if metricsLn != nil {
+		metricsSrv := probe.NewServer(metrics.Handler(), errorLog)
+		serve("metrics", metricsSrv, func() error { return probe.Serve(ctx, metricsSrv, metricsLn) })
+	}
+
+	gateDone := make(chan struct{})
+	go func() {
+		defer close(gateDone)
+		_ = g.Run(ctx)
+	}()
+
+	pub := &publisher{probe: prb, metrics: metrics, file: file}
+	updates := g.Subscribe()
+	var notReadyWarning <-chan time.Time
+	if o.timeout > 0 {
+		t := time.NewTimer(o.timeout)
+		defer t.Stop()
+		notReadyWarning = t.C
+	}
+	var fatal error
+loop:
+	for {
+		select {
+		case s := <-updates:
+			pub.publish(s)
+		case <-notReadyWarning:
+			if s := g.Status(); !s.Ready {
+				klog.InfoS("Still not ready", "after", o.timeout, "reason", s.Reason)
+			}
+		case err := <-serveErr:
+			fatal = err
+			break loop
+		case <-ctx.Done():
+			break loop
+		}
+	}
+	cancel()
+	<-gateDone
+	wg.Wait()
+
+	// Never leave a stale "ready": whoever reads the file after we are gone
+	// must not trust an OVS nobody watches any more.
+	final := g.Status()
+	final.Ready = false
+	final.Reason = "ovsgate stopped"
+	final.Updated = gate.Timestamp{Time: time.Now()}
+	pub.publish(final)
+	klog.InfoS("Stopped ovsgate")
+	if fatal != nil {
+		return fatalError(fatal)
+	}
+	return nil
+}
+
+// publisher hands each status to the probe, the metrics and the status file.
+// It logs a failing status file once per distinct error, not once per status.
+type publisher struct {
+	probe   *probe.Probe
+	metrics *probe.Metrics
+	file    *probe.StatusFile
+	fileErr string
+}
+
+func (p *publisher) publish(s gate.Status) {
+	p.probe.Update(s)
+	p.metrics.Observe(s)
+	if p.file == nil {
+		return
+	}
+	err := p.file.Write(s)
+	switch {
+	case err != nil && err.Error() != p.fileErr:
+		klog.ErrorS(err, "Cannot write the status file; probes still answer")
+		p.fileErr = err.Error()
+	case err == nil && p.fileErr != "":
+		klog.InfoS("Status file writable again")
+		p.fileErr = ""
+	}
+}
+
+// writeStatusFile writes one status to path (wait and check).
+func writeStatusFile(path string, s gate.Status) error {
+	if err := probe.NewStatusFile(path).Write(s); err != nil {
+		return fmt.Errorf("write status file: %w", err)
+	}
+	return nil
+}
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return "disabled"
+	}
+	return ln.Addr().String()
+}
+
+// klogWriter sends the HTTP servers' own error log through klog.
+type klogWriter struct{}
+
+func (klogWriter) Write(p []byte) (int, error) {
+	klog.ErrorS(errors.New(string(trimNewline(p))), "HTTP server")
+	return len(p), nil
+}
+
+func trimNewline(p []byte) []byte {
+	for len(p) > 0 && p[len(p)-1] == '\n' {
+		p = p[:len(p)-1]
+	}
+	return p
+}

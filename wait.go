@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
+
+	"github.com/ovsgate/ovsgate/gate"
+)
+
+func newWaitCommand(stderr io.Writer) *cobra.Command {
+	o := &gateOptions{}
+	cmd := &cobra.Command{
+		Use:   "wait",
+		Short: "Block until ready (for init containers)",
+		Long: "wait blocks until every gated bridge is ready, printing one line per state change\n" +
+			"to stderr. It exits 0 when ready and 1 when --timeout passes first.",
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := prepare(cmd, o); err != nil {
+				return err
+			}
+			return runWait(cmd.Context(), o, stderr)
+		},
+	}
+	o.addFlags(cmd.Flags(), "", 0, "give up after this long (0: wait for ever)")
+	return cmd
+}
+
+func runWait(ctx context.Context, o *gateOptions, stderr io.Writer) error {
+	quietUnlessVerbose()
+	start := time.Now()
+	g, err := gate.New(o.config())
+	if err != nil {
+		return fatalError(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = g.Run(runCtx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	var timeout <-chan time.Time
+	if o.timeout > 0 {
+		t := time.NewTimer(o.timeout)
+		defer t.Stop()
+		timeout = t.C
+	}
+	// Until every check has had an answer, states such as "connecting" are
+	// not worth a line; print the state as of settling, then every change.
+	var last gate.Status
+	var printed bool
+	settled := g.Settled()
+	updates := g.Subscribe()
+	for {
+		select {
+		case <-settled:
+			settled = nil
+			if s := g.Status(); !s.Ready && !printed {
+				fmt.Fprintf(stderr, "ovsgate: not ready: %s\n", s.Reason)
+				printed, last = true, s
+			}
+		case s := <-updates:
+			if o.statusFile != "" {
+				if err := writeStatusFile(o.statusFile, s); err != nil {
+					klog.ErrorS(err, "Cannot write status file", "path", o.statusFile)
+				}
+			}
+			if s.Ready {
+				fmt.Fprintf(stderr, "ovsgate: ready after %s (ovs-vswitchd pid %d)\n",
+					time.Since(start).Round(time.Millisecond), s.VSwitchd.PID)
+				return nil
+			}
+			if settled == nil && (!printed || s.Reason != last.Reason) {
+				fmt.Fprintf(stderr, "ovsgate: not ready: %s\n", s.Reason)
+				printed = true
+			}
+			last = s
+		case <-timeout:
+			return fatalError(fmt.Errorf("timed out after %s: %s", o.timeout, last.Reason))
+		case <-ctx.Done():
+			return fatalError(fmt.Errorf("interrupted after %s: %s", time.Since(start).Round(time.Millisecond), last.Reason))
+		}
+	}
+}
