@@ -285,13 +285,13 @@ func freeAddr(t *testing.T) string {
 
 // daemon is a running `ovsgate serve`.
 type daemon struct {
-	cmd         *exec.Cmd
-	done        chan struct{} // closed when the process exited; err is then set
-	err         error
-	stderr      *syncBuffer
-	probe       string
-	metrics     string
-	statusFile  string
+	cmd        *exec.Cmd
+	done       chan struct{} // closed when the process exited; err is then set
+	err        error
+	stderr     *syncBuffer
+	probe      string
+	metrics    string
+	statusFile string
 }
 
 func startServe(t *testing.T, s *ovstest.Sandbox, extra ...string) *daemon {

@@ -50,10 +50,10 @@ type Conn struct {
 	nextID uint64     // guarded by callMu
 	buf    []byte     // request buffer, guarded by callMu
 
-	replies chan []byte // frames read by the reader goroutine
-	done    chan struct{}
-	errMu   sync.Mutex
-	err     error
+	replies  chan []byte // frames read by the reader goroutine
+	done     chan struct{}
+	errMu    sync.Mutex
+	err      error
 	readerWG sync.WaitGroup
 }
 
