@@ -145,6 +145,18 @@ func (s *Sandbox) StartOVSDB() {
 // returns the new pid. Bridges may not be configured yet when it returns.
 func (s *Sandbox) StartVSwitchd() int {
 	s.t.Helper()
+	pid := s.StartVSwitchdNoWait()
+	s.Eventually(10*time.Second, "ovs-vswitchd pidfile", func() bool {
+		b, err := os.ReadFile(s.path("ovs-vswitchd.pid"))
+		return err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(pid)
+	})
+	return pid
+}
+
+// StartVSwitchdNoWait starts ovs-vswitchd and returns its pid at once, for
+// tests of what happens while it starts.
+func (s *Sandbox) StartVSwitchdNoWait() int {
+	s.t.Helper()
 	s.mu.Lock()
 	if s.vswitchd != nil && s.vswitchd.alive() {
 		s.mu.Unlock()
@@ -159,12 +171,7 @@ func (s *Sandbox) StartVSwitchd() int {
 	s.mu.Lock()
 	s.vswitchd = p
 	s.mu.Unlock()
-	pid := p.cmd.Process.Pid
-	s.Eventually(10*time.Second, "ovs-vswitchd pidfile", func() bool {
-		b, err := os.ReadFile(s.path("ovs-vswitchd.pid"))
-		return err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(pid)
-	})
-	return pid
+	return p.cmd.Process.Pid
 }
 
 // VSwitchdPID is the pid of the ovs-vswitchd this sandbox started last, or 0.
