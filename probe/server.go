@@ -41,9 +41,18 @@ func Listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// ServerOption tunes NewServer.
+type ServerOption func(*http.Server)
+
+// WithReadHeaderTimeout overrides how long a client may take to send its
+// request headers.
+func WithReadHeaderTimeout(d time.Duration) ServerOption {
+	return func(s *http.Server) { s.ReadHeaderTimeout = d }
+}
+
 // NewServer returns an http.Server for h with every timeout set.
-func NewServer(h http.Handler, errorLog *log.Logger) *http.Server {
-	return &http.Server{
+func NewServer(h http.Handler, errorLog *log.Logger, opts ...ServerOption) *http.Server {
+	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
@@ -52,6 +61,10 @@ func NewServer(h http.Handler, errorLog *log.Logger) *http.Server {
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          errorLog,
 	}
+	for _, o := range opts {
+		o(srv)
+	}
+	return srv
 }
 
 // Serve serves ln until ctx is done, then shuts down gracefully within a
