@@ -1,16 +1,16 @@
 package appctl
 
 import (
-	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -27,11 +27,13 @@ type options struct {
 type Option func(*options)
 
 // WithObserver has f called after every Call with its duration and outcome.
+// f runs on the caller's goroutine and must not block.
 func WithObserver(f func(method string, d time.Duration, err error)) Option {
 	return func(o *options) { o.observer = f }
 }
 
-// WithMaxReplySize sets the reply size cap (default 16 MiB).
+// WithMaxReplySize sets the reply size cap (default 16 MiB); n <= 0 keeps
+// the default.
 func WithMaxReplySize(n int) Option {
 	return func(o *options) {
 		if n > 0 {
@@ -40,21 +42,26 @@ func WithMaxReplySize(n int) Option {
 	}
 }
 
-// Conn is one connection to a unixctl server. It serves any number of
-// sequential calls and, held open while idle, notices when the server goes
-// away: Done is closed at once on EOF.
+// Conn is one connection to a unixctl server. It serves any number of calls,
+// one at a time, and while held open it notices when the server goes away:
+// a reader goroutine sees EOF and closes Done at once.
 type Conn struct {
-	nc     net.Conn
-	opts   options
-	callMu sync.Mutex // one request in flight at a time
-	nextID uint64     // guarded by callMu
-	buf    []byte     // request buffer, guarded by callMu
+	nc   net.Conn
+	opts options
 
-	replies  chan []byte // frames read by the reader goroutine
-	done     chan struct{}
-	errMu    sync.Mutex
-	err      error
-	readerWG sync.WaitGroup
+	// turn holds the right to send: one request is in flight at a time,
+	// since a reply carries nothing but the id to match it with.
+	turn    chan struct{}
+	nextID  uint64    // guarded by turn
+	wbuf    []byte    // request buffer, guarded by turn
+	wdl     time.Time // write deadline currently set, guarded by turn
+	pending atomic.Uint64
+	replies chan reply // capacity 1: at most one reply is awaited
+
+	done       chan struct{}
+	readerDone chan struct{}
+	mu         sync.Mutex
+	err        error
 }
 
 // Dial connects to a control socket; ctx bounds the dial.
@@ -66,26 +73,35 @@ func Dial(ctx context.Context, socket string, opts ...Option) (*Conn, error) {
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", socket)
 	if err != nil {
-		return nil, classifyDialError(ctx, socket, err)
+		return nil, dialError(ctx, socket, err)
 	}
-	c := &Conn{nc: nc, opts: o, replies: make(chan []byte, 1), done: make(chan struct{})}
-	c.readerWG.Add(1)
+	c := &Conn{
+		nc:         nc,
+		opts:       o,
+		turn:       make(chan struct{}, 1),
+		wbuf:       make([]byte, 0, 128),
+		replies:    make(chan reply, 1),
+		done:       make(chan struct{}),
+		readerDone: make(chan struct{}),
+	}
 	go c.readLoop()
 	return c, nil
 }
 
-func classifyDialError(ctx context.Context, socket string, err error) error {
+func dialError(ctx context.Context, socket string, err error) error {
 	switch {
 	case ctx.Err() != nil:
-		return &timeoutError{op: "connect to " + socket, cause: ctx.Err()}
+		return &ctxError{op: "connect to " + socket, cause: ctx.Err()}
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return fmt.Errorf("%w: %s refuses connections (process gone?)", ErrUnreachable, socket)
 	case errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("%w: no control socket %s", ErrUnreachable, socket)
 	case errors.Is(err, os.ErrPermission):
 		return fmt.Errorf("%w: permission denied on %s", ErrUnreachable, socket)
+	case isTimeout(err):
+		return &ctxError{op: "connect to " + socket, cause: context.DeadlineExceeded}
 	default:
-		return fmt.Errorf("%w: %v", ErrUnreachable, err)
+		return fmt.Errorf("%w: connect to %s: %v", ErrUnreachable, socket, err)
 	}
 }
 
@@ -95,15 +111,15 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // Err says why Done was closed; nil while the connection is open.
 func (c *Conn) Err() error {
-	c.errMu.Lock()
-	defer c.errMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return c.err
 }
 
-// Close closes the connection and waits for its reader to stop.
+// Close closes the connection and waits for its reader goroutine to stop.
 func (c *Conn) Close() error {
 	c.fail(errClosed)
-	c.readerWG.Wait()
+	<-c.readerDone
 	return nil
 }
 
@@ -111,44 +127,69 @@ var errClosed = fmt.Errorf("%w: connection closed", ErrUnreachable)
 
 // fail records the first reason the connection ended and closes it.
 func (c *Conn) fail(err error) {
-	c.errMu.Lock()
-	defer c.errMu.Unlock()
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.err != nil {
 		return
 	}
 	c.err = err
 	close(c.done)
-	c.nc.Close()
+	_ = c.nc.Close()
 }
 
 func (c *Conn) readLoop() {
-	defer c.readerWG.Done()
-	r := bufio.NewReaderSize(c.nc, 4096)
+	defer close(c.readerDone)
+	fr := newFrameReader(c.nc, c.opts.maxReply)
+	var scratch []byte
 	for {
-		frame, err := readObject(r, c.opts.maxReply)
+		frame, err := fr.next()
 		if err != nil {
-			switch {
-			case errors.Is(err, io.EOF):
-				err = fmt.Errorf("%w: server closed the connection", ErrUnreachable)
-			case errors.Is(err, ErrMalformed):
-			default:
-				err = fmt.Errorf("%w: read: %v", ErrUnreachable, err)
-			}
+			c.fail(readError(err))
+			return
+		}
+		rep, err := decodeReply(frame, &scratch)
+		if err != nil {
 			c.fail(err)
 			return
 		}
-		select {
-		case c.replies <- frame:
-		default:
-			c.fail(fmt.Errorf("%w: unsolicited reply", ErrMalformed))
+		// Match here, not only in Call, so that an unsolicited answer on an
+		// idle connection is noticed too.
+		if rep.id == 0 || !c.pending.CompareAndSwap(rep.id, 0) {
+			if want := c.pending.Load(); want != 0 {
+				c.fail(fmt.Errorf("%w: reply id %d does not match request id %d", ErrMalformed, rep.id, want))
+			} else {
+				c.fail(fmt.Errorf("%w: unsolicited reply (id %d)", ErrMalformed, rep.id))
+			}
 			return
+		}
+		select {
+		case c.replies <- rep:
+		case <-c.done:
+			return
+		}
+		if cap(scratch) > keepBufSize {
+			scratch = nil
 		}
 	}
 }
 
+func readError(err error) error {
+	switch {
+	case err == io.EOF:
+		return fmt.Errorf("%w: server closed the connection", ErrUnreachable)
+	case errors.Is(err, ErrMalformed):
+		return err
+	case errors.Is(err, net.ErrClosed):
+		return errClosed
+	default:
+		return fmt.Errorf("%w: read: %v", ErrUnreachable, err)
+	}
+}
+
 // Call sends one request and waits for its reply; ctx's deadline bounds the
-// write and the wait. A timeout closes the connection, since a late reply
-// would be taken for the answer to the next call.
+// wait for the connection's turn, the write and the wait for the reply. A
+// call cut short after its request was sent closes the connection, since a
+// late reply would be taken for the answer to the next call.
 func (c *Conn) Call(ctx context.Context, method string, args ...string) (string, error) {
 	start := time.Now()
 	result, err := c.call(ctx, method, args)
@@ -159,57 +200,68 @@ func (c *Conn) Call(ctx context.Context, method string, args ...string) (string,
 }
 
 func (c *Conn) call(ctx context.Context, method string, args []string) (string, error) {
-	c.callMu.Lock()
-	defer c.callMu.Unlock()
+	select {
+	case c.turn <- struct{}{}:
+	case <-c.done:
+		return "", c.Err()
+	case <-ctx.Done():
+		return "", &ctxError{op: method, cause: ctx.Err()} // nothing sent: the connection stays usable
+	}
+	defer func() { <-c.turn }()
 	select {
 	case <-c.done:
 		return "", c.Err()
 	default:
 	}
+	if err := ctx.Err(); err != nil {
+		return "", &ctxError{op: method, cause: err}
+	}
+
 	c.nextID++
 	id := c.nextID
-	c.buf = appendRequest(c.buf[:0], method, args, id)
-	if dl, ok := ctx.Deadline(); ok {
+	c.wbuf = appendRequest(c.wbuf[:0], method, args, id)
+	dl, _ := ctx.Deadline()
+	if !dl.Equal(c.wdl) {
 		_ = c.nc.SetWriteDeadline(dl)
-	} else {
-		_ = c.nc.SetWriteDeadline(time.Time{})
+		c.wdl = dl
 	}
-	if _, err := c.nc.Write(c.buf); err != nil {
-		if ctx.Err() != nil || isTimeout(err) {
-			terr := &timeoutError{op: method, cause: ctx.Err()}
-			c.fail(terr)
-			return "", terr
+	c.pending.Store(id)
+	if _, err := c.nc.Write(c.wbuf); err != nil {
+		if isTimeout(err) || ctx.Err() != nil {
+			err = &ctxError{op: method, cause: cmp.Or(ctx.Err(), context.DeadlineExceeded)}
+		} else if e := c.Err(); e != nil {
+			err = e // closed under us: say why
+		} else {
+			err = fmt.Errorf("%w: write %s: %v", ErrUnreachable, method, err)
 		}
-		err = fmt.Errorf("%w: write: %v", ErrUnreachable, err)
 		c.fail(err)
 		return "", err
 	}
+
+	var rep reply
 	select {
-	case frame := <-c.replies:
-		result, err := parseReply(frame, id)
-		if err != nil && errors.Is(err, ErrMalformed) {
-			c.fail(err)
-		}
-		if err != nil {
-			var se *ServerError
-			if errors.As(err, &se) {
-				se.Method = method
-			}
-		}
-		return result, err
+	case rep = <-c.replies:
 	case <-c.done:
-		// The reader may have queued the reply just before the connection ended.
+		// The reply may have been queued just before the connection ended.
 		select {
-		case frame := <-c.replies:
-			return parseReply(frame, id)
+		case rep = <-c.replies:
 		default:
+			return "", c.Err()
 		}
-		return "", c.Err()
 	case <-ctx.Done():
-		terr := &timeoutError{op: method, cause: ctx.Err()}
-		c.fail(terr)
-		return "", terr
+		err := &ctxError{op: method, cause: ctx.Err()}
+		c.fail(err)
+		return "", err
 	}
+	if rep.id != id { // the reader matched it already; this guards the guard
+		err := fmt.Errorf("%w: reply id %d does not match request id %d", ErrMalformed, rep.id, id)
+		c.fail(err)
+		return "", err
+	}
+	if rep.isError {
+		return "", &ServerError{Method: method, Text: rep.text}
+	}
+	return rep.text, nil
 }
 
 func isTimeout(err error) bool {
@@ -223,18 +275,19 @@ func (c *Conn) Version(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return parseVersion(out), nil
+	v := parseVersion(out)
+	if v == "" {
+		return "", fmt.Errorf("%w: empty answer to version", ErrMalformed)
+	}
+	return v, nil
 }
 
 // parseVersion takes the last word of the first line of
-// "ovs-vswitchd (Open vSwitch) 3.1.0\n".
+// "ovs-vswitchd (Open vSwitch) 3.1.0\n" (DPDK builds add more lines).
 func parseVersion(out string) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
-	fields := strings.Fields(line)
-	if len(fields) == 0 {
-		return ""
-	}
-	return fields[len(fields)-1]
+	line = strings.TrimSpace(line)
+	return line[strings.LastIndexAny(line, " \t")+1:]
 }
 
 // DPFeatures asks for and parses dpif/show-dp-features of bridge.
@@ -244,20 +297,4 @@ func (c *Conn) DPFeatures(ctx context.Context, bridge string) (Features, error) 
 		return nil, err
 	}
 	return ParseDPFeatures(out)
-}
-
-// appendRequest writes {"id":N,"method":M,"params":[...]} without reflection.
-func appendRequest(b []byte, method string, args []string, id uint64) []byte {
-	b = append(b, `{"id":`...)
-	b = strconv.AppendUint(b, id, 10)
-	b = append(b, `,"method":`...)
-	b = appendJSONString(b, method)
-	b = append(b, `,"params":[`...)
-	for i, a := range args {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, a)
-	}
-	return append(b, "]}"...)
 }

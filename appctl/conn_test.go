@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -22,12 +23,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// fakeServer is a unixctl server whose answers the test writes. handle gets
-// each decoded request and the raw connection to answer on.
+// fakeServer is a unixctl server whose answers the test writes: handle gets
+// each decoded request and the connection to answer on.
 type fakeServer struct {
 	path string
-	ln   net.Listener
-	wg   sync.WaitGroup
 }
 
 type request struct {
@@ -36,6 +35,8 @@ type request struct {
 	Params []string `json:"params"`
 }
 
+// shortTempDir is a temporary directory whose paths fit in sun_path (108
+// bytes), which t.TempDir's long names may not.
 func shortTempDir(t *testing.T) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "appctl")
@@ -47,22 +48,27 @@ func shortTempDir(t *testing.T) string {
 func newFakeServer(t *testing.T, handle func(req request, c net.Conn)) *fakeServer {
 	t.Helper()
 	s := &fakeServer{path: filepath.Join(shortTempDir(t), "fake.ctl")}
-	var err error
-	s.ln, err = net.Listen("unix", s.path)
+	ln, err := net.Listen("unix", s.path)
 	require.NoError(t, err)
-	var conns sync.Map
-	s.wg.Add(1)
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		conns []net.Conn
+	)
+	wg.Add(1)
 	go func() {
-		defer s.wg.Done()
+		defer wg.Done()
 		for {
-			c, err := s.ln.Accept()
+			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			conns.Store(c, true)
-			s.wg.Add(1)
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
 			go func() {
-				defer s.wg.Done()
+				defer wg.Done()
 				defer c.Close()
 				dec := json.NewDecoder(bufio.NewReader(c))
 				for {
@@ -76,23 +82,26 @@ func newFakeServer(t *testing.T, handle func(req request, c net.Conn)) *fakeServ
 		}
 	}()
 	t.Cleanup(func() {
-		s.ln.Close()
-		conns.Range(func(k, _ any) bool { k.(net.Conn).Close(); return true })
-		s.wg.Wait()
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
 	})
 	return s
 }
 
-func reply(c net.Conn, id uint64, result, errText any) {
+// answer writes a reply the way ovs-vswitchd does: no newline after it.
+func answer(c net.Conn, id uint64, result, errText any) {
 	b, _ := json.Marshal(map[string]any{"id": id, "result": result, "error": errText})
 	_, _ = c.Write(b)
 }
 
 func dial(t *testing.T, s *fakeServer, opts ...Option) *Conn {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	c, err := Dial(ctx, s.path, opts...)
+	c, err := Dial(ctxTimeout(t, 5*time.Second), s.path, opts...)
 	require.NoError(t, err)
 	t.Cleanup(func() { c.Close() })
 	return c
@@ -104,48 +113,143 @@ func ctxTimeout(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
+// waitDone fails the test unless c's Done closes within a generous bound.
+func waitDone(t *testing.T, c *Conn, what string) {
+	t.Helper()
+	select {
+	case <-c.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatalf("Done not closed: %s", what)
+	}
+}
+
+func assertOpen(t *testing.T, c *Conn) {
+	t.Helper()
+	select {
+	case <-c.Done():
+		t.Fatalf("connection closed: %v", c.Err())
+	default:
+	}
+	assert.NoError(t, c.Err())
+}
+
 func TestCallSeveralOnOneConnection(t *testing.T) {
 	s := newFakeServer(t, func(req request, c net.Conn) {
-		reply(c, req.ID, req.Method+"("+strings.Join(req.Params, ",")+")\n", nil)
+		answer(c, req.ID, req.Method+"("+strings.Join(req.Params, ",")+")\n", nil)
 	})
-	var observed []string
-	var mu sync.Mutex
+	type observation struct {
+		method string
+		d      time.Duration
+		err    error
+	}
+	var (
+		mu       sync.Mutex
+		observed []observation
+	)
 	c := dial(t, s, WithObserver(func(m string, d time.Duration, err error) {
 		mu.Lock()
 		defer mu.Unlock()
-		observed = append(observed, m)
-		assert.NoError(t, err)
-		assert.Positive(t, d)
+		observed = append(observed, observation{m, d, err})
 	}))
-	for i := 0; i < 3; i++ {
-		out, err := c.Call(ctxTimeout(t, time.Second), "dpif/show-dp-features", "br-int")
+	for range 3 {
+		out, err := c.Call(ctxTimeout(t, 5*time.Second), "dpif/show-dp-features", "br-int")
 		require.NoError(t, err)
 		assert.Equal(t, "dpif/show-dp-features(br-int)\n", out)
 	}
-	out, err := c.Call(ctxTimeout(t, time.Second), "odd", `quote"back\slash`, "ünï\x01")
+	out, err := c.Call(ctxTimeout(t, 5*time.Second), "odd", `quote"back\slash`, "ünï\x01\n")
 	require.NoError(t, err)
-	assert.Equal(t, "odd(quote\"back\\slash,ünï\x01)\n", out, "arguments are JSON-escaped")
-	assert.Len(t, observed, 4)
+	assert.Equal(t, "odd(quote\"back\\slash,ünï\x01\n)\n", out, "arguments are JSON-escaped")
+	out, err = c.Call(context.Background(), "no-deadline")
+	require.NoError(t, err)
+	assert.Equal(t, "no-deadline()\n", out)
+	assertOpen(t, c)
+
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, observed, 5)
+	for _, o := range observed {
+		assert.NoError(t, o.err)
+		assert.Positive(t, o.d)
+	}
+	assert.Equal(t, "odd", observed[3].method)
 }
 
 func TestCallConcurrentIsSerialized(t *testing.T) {
-	s := newFakeServer(t, func(req request, c net.Conn) { reply(c, req.ID, req.Params[0], nil) })
+	var inFlight, most int
+	var mu sync.Mutex
+	s := newFakeServer(t, func(req request, c net.Conn) {
+		mu.Lock()
+		inFlight++
+		most = max(most, inFlight)
+		inFlight--
+		mu.Unlock()
+		answer(c, req.ID, req.Params[0], nil)
+	})
 	c := dial(t, s)
 	var wg sync.WaitGroup
-	for i := 0; i < 20; i++ {
+	for i := range 20 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			arg := strings.Repeat("x", i)
-			out, err := c.Call(ctxTimeout(t, 5*time.Second), "echo", arg)
+			out, err := c.Call(ctxTimeout(t, 10*time.Second), "echo", arg)
 			assert.NoError(t, err)
 			assert.Equal(t, arg, out)
 		}()
 	}
 	wg.Wait()
+	assert.Equal(t, 1, most)
+	assertOpen(t, c)
+}
+
+func TestWaitingForTurnTimesOutWithoutClosing(t *testing.T) {
+	release := make(chan struct{})
+	slowArrived := make(chan struct{})
+	s := newFakeServer(t, func(req request, c net.Conn) {
+		if req.Method == "slow" {
+			close(slowArrived)
+			<-release
+		}
+		answer(c, req.ID, req.Method, nil)
+	})
+	c := dial(t, s)
+	slowDone := make(chan error, 1)
+	go func() {
+		_, err := c.Call(ctxTimeout(t, 10*time.Second), "slow")
+		slowDone <- err
+	}()
+	<-slowArrived // "slow" holds the turn until its answer
+	_, err := c.Call(ctxTimeout(t, 50*time.Millisecond), "quick")
+	assert.ErrorIs(t, err, ErrTimeout)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
+	assertOpen(t, c)
+	close(release)
+	require.NoError(t, <-slowDone)
+	out, err := c.Call(ctxTimeout(t, 5*time.Second), "after")
+	require.NoError(t, err)
+	assert.Equal(t, "after", out, "a call that never had its turn leaves the connection usable")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = c.Call(ctx, "never")
+	assert.ErrorIs(t, err, context.Canceled)
+	assertOpen(t, c)
+}
+
+// poll calls cond until it holds or d passes.
+func poll(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return true
 }
 
 func TestErrorReplies(t *testing.T) {
+	// The texts of OVS releases (see the dp-features fixtures' README).
 	tests := []struct {
 		text string
 		is   error
@@ -153,52 +257,80 @@ func TestErrorReplies(t *testing.T) {
 		{`"dpif/show-dp-features" is not a valid command (use "list-commands" to see a list of valid commands)`, ErrNotRegistered},
 		{`"dpif/show-dp-features" is not a valid command`, ErrNotRegistered},
 		{"no such bridge\n", ErrNoSuchBridge},
+		{"no such bridge", ErrNoSuchBridge},
 		{`"dpif/show-dp-features" command requires at least 1 arguments`, nil},
+		{`"dpif/show-dp-features" command takes at most 1 arguments`, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.text, func(t *testing.T) {
-			s := newFakeServer(t, func(req request, c net.Conn) { reply(c, req.ID, nil, tt.text) })
+			s := newFakeServer(t, func(req request, c net.Conn) { answer(c, req.ID, nil, tt.text) })
 			c := dial(t, s)
-			_, err := c.Call(ctxTimeout(t, time.Second), "dpif/show-dp-features", "br-int")
+			_, err := c.Call(ctxTimeout(t, 5*time.Second), "dpif/show-dp-features", "br-int")
 			var se *ServerError
 			require.ErrorAs(t, err, &se)
 			assert.Equal(t, strings.TrimSpace(tt.text), se.Text)
 			assert.Equal(t, "dpif/show-dp-features", se.Method)
+			assert.Equal(t, "dpif/show-dp-features: "+strings.TrimSpace(tt.text), err.Error())
 			for _, sentinel := range []error{ErrNotRegistered, ErrNoSuchBridge} {
 				assert.Equal(t, sentinel == tt.is, errors.Is(err, sentinel), "errors.Is(%v)", sentinel)
 			}
-			assert.False(t, errors.Is(err, ErrUnreachable))
-			select {
-			case <-c.Done():
-				t.Fatal("an error reply must not close the connection")
-			default:
+			for _, sentinel := range []error{ErrUnreachable, ErrTimeout, ErrMalformed} {
+				assert.NotErrorIs(t, err, sentinel)
 			}
+			_, err = c.DPFeatures(ctxTimeout(t, 5*time.Second), "br-int")
+			assert.ErrorAs(t, err, &se, "DPFeatures passes the server's error on")
+			assertOpen(t, c)
 		})
 	}
 }
 
-func TestHostileServers(t *testing.T) {
+func TestNonStringResult(t *testing.T) {
+	// OVS 3.4+ in JSON output mode answers with an object.
+	s := newFakeServer(t, func(req request, c net.Conn) {
+		_, _ = c.Write([]byte(`{"id":` + jsonNumber(req.ID) + `,"error":null,"result":{"reply":"Recirc: Yes\n","reply-format":"plain"}}`))
+	})
+	c := dial(t, s)
+	fs, err := c.DPFeatures(ctxTimeout(t, 5*time.Second), "br-int")
+	require.NoError(t, err)
+	assert.Equal(t, Features{{"Recirc", true}}, fs)
+}
+
+func jsonNumber(id uint64) string {
+	b, _ := json.Marshal(id)
+	return string(b)
+}
+
+func TestBrokenConversations(t *testing.T) {
 	tests := []struct {
-		name   string
-		answer func(req request, c net.Conn)
-		opts   []Option
-		is     error
+		name     string
+		answer   func(req request, c net.Conn)
+		opts     []Option
+		is       error
+		contains string
 	}{
-		{"garbage", func(_ request, c net.Conn) { _, _ = c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")) }, nil, ErrMalformed},
-		{"not json inside braces", func(_ request, c net.Conn) { _, _ = c.Write([]byte("{id: 1, result: x}")) }, nil, ErrMalformed},
+		{"garbage", func(_ request, c net.Conn) { _, _ = c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")) },
+			nil, ErrMalformed, "not a JSON object"},
+		{"not JSON inside braces", func(_ request, c net.Conn) { _, _ = c.Write([]byte("{id: 1, result: x}")) },
+			nil, ErrMalformed, "malformed reply"},
 		{"truncated then closed", func(req request, c net.Conn) {
 			_, _ = c.Write([]byte(`{"id":1,"result":"Recirc: Y`))
 			c.Close()
-		}, nil, ErrMalformed},
-		{"wrong id", func(req request, c net.Conn) { reply(c, req.ID+7, "x", nil) }, nil, ErrMalformed},
-		{"string id", func(req request, c net.Conn) { _, _ = c.Write([]byte(`{"id":"1","result":"x","error":null}`)) }, nil, ErrMalformed},
-		{"neither result nor error", func(req request, c net.Conn) { reply(c, req.ID, nil, nil) }, nil, ErrMalformed},
+		}, nil, ErrMalformed, "truncated reply"},
+		{"wrong id", func(req request, c net.Conn) { answer(c, req.ID+7, "x", nil) },
+			nil, ErrMalformed, "reply id 8 does not match request id 1"},
+		{"string id", func(req request, c net.Conn) { _, _ = c.Write([]byte(`{"id":"1","result":"x","error":null}`)) },
+			nil, ErrMalformed, "is not a request id"},
+		{"no id", func(req request, c net.Conn) { _, _ = c.Write([]byte(`{"result":"x","error":null}`)) },
+			nil, ErrMalformed, "is not a request id"},
+		{"neither result nor error", func(req request, c net.Conn) { answer(c, req.ID, nil, nil) },
+			nil, ErrMalformed, "neither result nor error"},
 		{"a request instead of a reply", func(req request, c net.Conn) {
 			_, _ = c.Write([]byte(`{"id":1,"method":"echo","params":[]}`))
-		}, nil, ErrMalformed},
-		{"oversized", func(req request, c net.Conn) { reply(c, req.ID, strings.Repeat("a", 5000), nil) },
-			[]Option{WithMaxReplySize(4096)}, ErrReplyTooLarge},
-		{"closed without answer", func(_ request, c net.Conn) { c.Close() }, nil, ErrUnreachable},
+		}, nil, ErrMalformed, "server sent a request"},
+		{"oversized", func(req request, c net.Conn) { answer(c, req.ID, strings.Repeat("a", 5000), nil) },
+			[]Option{WithMaxReplySize(4096)}, ErrReplyTooLarge, "over 4096 bytes"},
+		{"closed without answer", func(_ request, c net.Conn) { c.Close() },
+			nil, ErrUnreachable, "server closed the connection"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -207,64 +339,141 @@ func TestHostileServers(t *testing.T) {
 			_, err := c.Call(ctxTimeout(t, 5*time.Second), "dpif/show-dp-features", "br-int")
 			require.Error(t, err)
 			assert.ErrorIs(t, err, tt.is)
-			select {
-			case <-c.Done():
-			case <-time.After(5 * time.Second):
-				t.Fatal("a broken conversation must close the connection")
+			assert.Contains(t, err.Error(), tt.contains)
+			waitDone(t, c, "a broken conversation must close the connection")
+			assert.ErrorIs(t, c.Err(), tt.is, "Err says why")
+			_, err = c.Call(ctxTimeout(t, 5*time.Second), "version")
+			assert.ErrorIs(t, err, tt.is, "no call on a closed connection")
+		})
+	}
+}
+
+func TestReplySizeCap(t *testing.T) {
+	// {"id":1,"result":"aaa...","error":null} is 35 bytes plus the text.
+	const overhead = len(`{"id":1,"result":"","error":null}`)
+	for _, tt := range []struct {
+		name string
+		size int
+		ok   bool
+	}{
+		{"at the cap", 4096, true},
+		{"one over", 4097, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newFakeServer(t, func(req request, c net.Conn) {
+				_, _ = c.Write([]byte(`{"id":1,"result":"` + strings.Repeat("a", tt.size-overhead) + `","error":null}`))
+			})
+			c := dial(t, s, WithMaxReplySize(4096))
+			out, err := c.Call(ctxTimeout(t, 5*time.Second), "x")
+			if tt.ok {
+				require.NoError(t, err)
+				assert.Len(t, out, tt.size-overhead)
+				return
 			}
-			_, err = c.Call(ctxTimeout(t, time.Second), "version")
-			assert.Error(t, err, "no call on a closed connection")
+			assert.ErrorIs(t, err, ErrReplyTooLarge)
+			assert.ErrorIs(t, err, ErrMalformed)
 		})
 	}
 }
 
 func TestOversizedDefaultCap(t *testing.T) {
 	big := strings.Repeat("x", 17<<20)
-	s := newFakeServer(t, func(req request, c net.Conn) { reply(c, req.ID, big, nil) })
+	s := newFakeServer(t, func(req request, c net.Conn) { answer(c, req.ID, big, nil) })
 	c := dial(t, s)
-	_, err := c.Call(ctxTimeout(t, 20*time.Second), "version")
+	_, err := c.Call(ctxTimeout(t, 60*time.Second), "version")
 	assert.ErrorIs(t, err, ErrReplyTooLarge)
 	assert.ErrorIs(t, err, ErrMalformed)
-	assert.Contains(t, err.Error(), "reply too large")
+	assert.Contains(t, err.Error(), "reply too large: over 16777216 bytes")
+	waitDone(t, c, "an oversized reply closes the connection")
 }
 
 func TestServerThatNeverAnswers(t *testing.T) {
 	s := newFakeServer(t, func(request, net.Conn) {})
-	c := dial(t, s)
+	var observed error
+	c := dial(t, s, WithObserver(func(_ string, _ time.Duration, err error) { observed = err }))
 	start := time.Now()
 	_, err := c.Call(ctxTimeout(t, 100*time.Millisecond), "version")
 	elapsed := time.Since(start)
 	assert.ErrorIs(t, err, ErrTimeout)
 	assert.ErrorIs(t, err, context.DeadlineExceeded)
-	assert.Less(t, elapsed, 2*time.Second, "the deadline bounds the call")
-	<-c.Done()
+	assert.Equal(t, "version: timed out", err.Error())
+	assert.GreaterOrEqual(t, elapsed, 100*time.Millisecond)
+	assert.Less(t, elapsed, 5*time.Second, "the deadline bounds the call")
+	assert.Equal(t, err, observed, "the observer sees the failure")
+	waitDone(t, c, "a timeout closes the connection")
 	assert.ErrorIs(t, c.Err(), ErrTimeout)
+}
+
+func TestCanceledCall(t *testing.T) {
+	arrived := make(chan struct{})
+	s := newFakeServer(t, func(request, net.Conn) { close(arrived) })
+	c := dial(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := c.Call(ctx, "version")
+		errc <- err
+	}()
+	<-arrived
+	cancel()
+	err := <-errc
+	assert.ErrorIs(t, err, context.Canceled)
+	assert.NotErrorIs(t, err, ErrTimeout, "a cancellation is not a timeout")
+	assert.Equal(t, "version: context canceled", err.Error())
+	waitDone(t, c, "a call cut short after sending closes the connection")
 }
 
 func TestIdleConnectionSeesServerExit(t *testing.T) {
 	closeIt := make(chan net.Conn, 1)
 	s := newFakeServer(t, func(req request, c net.Conn) {
-		reply(c, req.ID, "ovs-vswitchd (Open vSwitch) 3.1.0\n", nil)
+		answer(c, req.ID, "ovs-vswitchd (Open vSwitch) 3.1.0\n", nil)
 		closeIt <- c
 	})
 	c := dial(t, s)
-	v, err := c.Version(ctxTimeout(t, time.Second))
+	v, err := c.Version(ctxTimeout(t, 5*time.Second))
 	require.NoError(t, err)
 	assert.Equal(t, "3.1.0", v)
-	assert.NoError(t, c.Err())
+	assertOpen(t, c)
 	(<-closeIt).Close()
-	select {
-	case <-c.Done():
-	case <-time.After(5 * time.Second):
-		t.Fatal("Done not closed after the server closed an idle connection")
-	}
+	waitDone(t, c, "the server closed an idle connection")
 	assert.ErrorIs(t, c.Err(), ErrUnreachable)
 	assert.Contains(t, c.Err().Error(), "server closed the connection")
 }
 
+func TestIdleConnectionUnsolicitedReply(t *testing.T) {
+	for _, id := range []uint64{0, 1, 5} {
+		t.Run(strconv.FormatUint(id, 10), func(t *testing.T) {
+			s := newFakeServer(t, func(req request, c net.Conn) {
+				answer(c, req.ID, "ok", nil)
+				answer(c, id, "again", nil)
+			})
+			c := dial(t, s)
+			out, err := c.Call(ctxTimeout(t, 5*time.Second), "version")
+			require.NoError(t, err)
+			assert.Equal(t, "ok", out)
+			waitDone(t, c, "a reply nobody asked for")
+			assert.ErrorIs(t, c.Err(), ErrMalformed)
+			assert.Contains(t, c.Err().Error(), "unsolicited reply (id "+strconv.FormatUint(id, 10)+")")
+		})
+	}
+}
+
+func TestClose(t *testing.T) {
+	s := newFakeServer(t, func(req request, c net.Conn) { answer(c, req.ID, "x", nil) })
+	c := dial(t, s)
+	require.NoError(t, c.Close())
+	waitDone(t, c, "Close")
+	assert.ErrorIs(t, c.Err(), ErrUnreachable)
+	assert.Contains(t, c.Err().Error(), "connection closed")
+	_, err := c.Call(ctxTimeout(t, 5*time.Second), "version")
+	assert.ErrorIs(t, err, ErrUnreachable)
+	assert.NoError(t, c.Close(), "closing twice is harmless")
+	// goleak in TestMain checks that the reader goroutine is gone.
+}
+
 func TestDialErrors(t *testing.T) {
 	dir := shortTempDir(t)
-	_, err := Dial(ctxTimeout(t, time.Second), filepath.Join(dir, "none.ctl"))
+	_, err := Dial(ctxTimeout(t, 5*time.Second), filepath.Join(dir, "none.ctl"))
 	assert.ErrorIs(t, err, ErrUnreachable)
 	assert.Contains(t, err.Error(), "no control socket")
 
@@ -274,48 +483,66 @@ func TestDialErrors(t *testing.T) {
 	require.NoError(t, err)
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
-	_, err = Dial(ctxTimeout(t, time.Second), path)
+	_, err = Dial(ctxTimeout(t, 5*time.Second), path)
 	assert.ErrorIs(t, err, ErrUnreachable)
 	assert.Contains(t, err.Error(), "refuses connections")
+
+	live := newFakeServer(t, func(request, net.Conn) {})
+	ctx, cancel := context.WithTimeout(context.Background(), -time.Second)
+	defer cancel()
+	_, err = Dial(ctx, live.path)
+	assert.ErrorIs(t, err, ErrTimeout)
+	assert.ErrorIs(t, err, context.DeadlineExceeded)
 }
 
-func TestDiscover(t *testing.T) {
-	dir := shortTempDir(t)
-	_, err := Discover(dir)
+func TestDialPermissionDenied(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root may connect to any socket")
+	}
+	s := newFakeServer(t, func(request, net.Conn) {})
+	require.NoError(t, os.Chmod(s.path, 0))
+	_, err := Dial(ctxTimeout(t, 5*time.Second), s.path)
 	assert.ErrorIs(t, err, ErrUnreachable)
-	assert.Contains(t, err.Error(), "no pidfile")
+	assert.Contains(t, err.Error(), "permission denied")
+}
 
-	pidfile := filepath.Join(dir, "ovs-vswitchd.pid")
-	require.NoError(t, os.WriteFile(pidfile, []byte("not a pid\n"), 0o644))
-	_, err = Discover(dir)
-	assert.ErrorIs(t, err, ErrUnreachable)
-	assert.Contains(t, err.Error(), `holds "not a pid"`)
-
-	require.NoError(t, os.WriteFile(pidfile, []byte("-3\n"), 0o644))
-	_, err = Discover(dir)
-	assert.ErrorIs(t, err, ErrUnreachable)
-
-	require.NoError(t, os.WriteFile(pidfile, []byte("4242\n"), 0o644))
-	_, err = Discover(dir)
-	assert.ErrorIs(t, err, ErrUnreachable)
-	assert.Contains(t, err.Error(), "pid 4242 has no control socket")
-
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "ovs-vswitchd.4242.ctl"), nil, 0o644))
-	_, err = Discover(dir)
-	assert.ErrorIs(t, err, ErrUnreachable)
-	assert.Contains(t, err.Error(), "is not a socket")
-
-	require.NoError(t, os.Remove(filepath.Join(dir, "ovs-vswitchd.4242.ctl")))
-	ln, err := net.Listen("unix", filepath.Join(dir, "ovs-vswitchd.4242.ctl"))
-	require.NoError(t, err)
-	defer ln.Close()
-	target, err := Discover(dir)
-	require.NoError(t, err)
-	assert.Equal(t, Target{PID: 4242, Socket: filepath.Join(dir, "ovs-vswitchd.4242.ctl")}, target)
+func TestVersion(t *testing.T) {
+	tests := []struct {
+		answer string
+		want   string
+		err    error
+	}{
+		{"ovs-vswitchd (Open vSwitch) 3.1.0\n", "3.1.0", nil},
+		{"ovs-vswitchd (Open vSwitch) 2.17.9\nDPDK 21.11.2\n", "2.17.9", nil},
+		{"\n", "", ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.want, func(t *testing.T) {
+			s := newFakeServer(t, func(req request, c net.Conn) {
+				assert.Equal(t, "version", req.Method)
+				assert.Empty(t, req.Params)
+				answer(c, req.ID, tt.answer, nil)
+			})
+			v, err := dial(t, s).Version(ctxTimeout(t, 5*time.Second))
+			if tt.err != nil {
+				assert.ErrorIs(t, err, tt.err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, v)
+		})
+	}
 }
 
 func TestParseVersion(t *testing.T) {
-	assert.Equal(t, "3.1.0", parseVersion("ovs-vswitchd (Open vSwitch) 3.1.0\n"))
-	assert.Equal(t, "2.17.9", parseVersion("ovs-vswitchd (Open vSwitch) 2.17.9\nDPDK 21.11.2\n"))
-	assert.Equal(t, "", parseVersion("\n"))
+	for in, want := range map[string]string{
+		"ovs-vswitchd (Open vSwitch) 3.1.0\n":                "3.1.0",
+		"ovs-vswitchd (Open vSwitch) 2.17.9\nDPDK 21.11.2\n": "2.17.9",
+		"3.4.1":         "3.4.1",
+		"a\t3.0.0 \r\n": "3.0.0",
+		"\n":            "",
+		"":              "",
+	} {
+		assert.Equal(t, want, parseVersion(in), "%q", in)
+	}
 }

@@ -1,36 +1,42 @@
 package appctl
 
 import (
+	"context"
 	"errors"
 	"strings"
 )
 
 // Conditions callers branch on with errors.Is.
 var (
-	// ErrUnreachable: no pidfile, a stale pid, no socket, or a refused connection.
+	// ErrUnreachable: no pidfile, a stale pid, no socket, a refused
+	// connection, or a connection the server closed.
 	ErrUnreachable = errors.New("ovs-vswitchd unreachable")
 	// ErrTimeout: the deadline passed before the answer arrived.
 	ErrTimeout = errors.New("timed out")
-	// ErrMalformed: the answer is not a well-formed JSON-RPC reply to our request.
+	// ErrMalformed: the answer is not a well-formed JSON-RPC reply to our
+	// request, or not the text expected.
 	ErrMalformed = errors.New("malformed reply")
-	// ErrReplyTooLarge: the answer is over the reply size cap. It is also ErrMalformed.
-	ErrReplyTooLarge = &wrapped{msg: "reply too large", is: ErrMalformed}
-	// ErrNotRegistered: ovs-vswitchd does not know the command yet (it is
+	// ErrReplyTooLarge: the answer is over the reply size cap. It is also
+	// ErrMalformed.
+	ErrReplyTooLarge error = &kindOf{msg: "reply too large", parent: ErrMalformed}
+	// ErrNotRegistered: ovs-vswitchd does not know the command, yet (it is
 	// still starting) or at all.
 	ErrNotRegistered = errors.New("command not registered")
-	// ErrNoSuchBridge: ovs-vswitchd has no such bridge (yet).
+	// ErrNoSuchBridge: ovs-vswitchd has no such bridge, yet or at all.
 	ErrNoSuchBridge = errors.New("no such bridge")
 )
 
-type wrapped struct {
-	msg string
-	is  error
+// kindOf is a sentinel that is also its parent.
+type kindOf struct {
+	msg    string
+	parent error
 }
 
-func (w *wrapped) Error() string { return w.msg }
-func (w *wrapped) Unwrap() error { return w.is }
+func (k *kindOf) Error() string { return k.msg }
+func (k *kindOf) Unwrap() error { return k.parent }
 
-// ServerError is an error reply from ovs-vswitchd; Text is its message.
+// ServerError is an error reply from ovs-vswitchd; Text is its message,
+// trimmed.
 type ServerError struct {
 	Method string
 	Text   string
@@ -51,14 +57,23 @@ func (e *ServerError) Is(target error) bool {
 	return false
 }
 
-// timeoutError is ErrTimeout and, when the context caused it, the context's error.
-type timeoutError struct {
+// ctxError ends a dial or call cut short by its context: it is ErrTimeout
+// when a deadline passed, and the context's error.
+type ctxError struct {
 	op    string
 	cause error
 }
 
-func (e *timeoutError) Error() string { return e.op + ": timed out" }
-
-func (e *timeoutError) Is(target error) bool {
-	return target == ErrTimeout || (e.cause != nil && errors.Is(e.cause, target))
+func (e *ctxError) Error() string {
+	if e.timeout() {
+		return e.op + ": timed out"
+	}
+	return e.op + ": " + e.cause.Error()
 }
+
+func (e *ctxError) timeout() bool {
+	return e.cause == nil || errors.Is(e.cause, context.DeadlineExceeded)
+}
+
+func (e *ctxError) Is(target error) bool { return target == ErrTimeout && e.timeout() }
+func (e *ctxError) Unwrap() error        { return e.cause }

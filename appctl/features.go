@@ -31,24 +31,25 @@ func ParseDPFeatures(text string) (Features, error) {
 		}
 		text = *w.Reply
 	}
-	fs := make(Features, 0, 32)
+	fs := make(Features, 0, strings.Count(text, "\n")+1)
 	for line := range strings.Lines(text) {
-		line = strings.TrimSpace(line)
-		if line == "" {
+		line = strings.TrimRight(line, "\r\n")
+		if strings.TrimSpace(line) == "" {
 			continue
 		}
-		name, value, ok := strings.Cut(line, ":")
-		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		name, value, ok := strings.Cut(line, ": ")
+		name = strings.TrimSpace(name)
 		if !ok || name == "" {
+			line = strings.TrimSpace(line)
 			if len(line) > 60 {
 				line = line[:60] + "..."
 			}
 			return nil, fmt.Errorf("%w: feature line %q is not \"Name: value\"", ErrMalformed, line)
 		}
-		fs = append(fs, Feature{Name: name, Value: parseValue(value)})
+		fs = append(fs, Feature{Name: name, Value: parseValue(strings.TrimSpace(value))})
 	}
 	if len(fs) == 0 {
-		return nil, fmt.Errorf("%w: no features in the answer", ErrMalformed)
+		return nil, fmt.Errorf("%w: no features", ErrMalformed)
 	}
 	return fs, nil
 }

@@ -11,34 +11,62 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// fixtures holds dpif/show-dp-features output of every OVS release, beside
+// the checkout; testdata has copies of two of them for when it is absent.
 const fixtures = "../../shared/fixtures/dp-features"
 
-// fixtureFiles returns the OVS releases' outputs, or the copies in testdata
-// when the shared fixtures are not beside the checkout.
-func fixtureFiles(t testing.TB) []string {
-	files, _ := filepath.Glob(filepath.Join(fixtures, "ovs-*.txt"))
+// fixtureFiles returns the files of the fixtures directory matching pattern,
+// or those of testdata when the directory is not there.
+func fixtureFiles(t testing.TB, pattern string) []string {
+	files, _ := filepath.Glob(filepath.Join(fixtures, pattern))
 	if len(files) == 0 {
-		files, _ = filepath.Glob("testdata/ovs-*.txt")
+		t.Logf("no %s in %s: using the copies in testdata", pattern, fixtures)
+		files, _ = filepath.Glob(filepath.Join("testdata", pattern))
 	}
 	require.NotEmpty(t, files)
 	return files
 }
 
+// numeric are the only lines with a number, not Yes/No.
 var numeric = map[string]bool{"Sample nesting": true, "Max dp_hash algorithm": true, "Max VLAN headers": true, "Max MPLS depth": true}
 
+// numericValues are the numbers the fixtures hold (a userspace datapath's).
+var numericValues = map[string]int64{"Sample nesting": 10, "Max dp_hash algorithm": 1, "Max VLAN headers": 2, "Max MPLS depth": 3}
+
 func TestParseDPFeaturesEveryRelease(t *testing.T) {
-	for _, file := range fixtureFiles(t) {
-		t.Run(filepath.Base(file), func(t *testing.T) {
+	for _, file := range fixtureFiles(t, "ovs-*.txt") {
+		base := filepath.Base(file)
+		t.Run(base, func(t *testing.T) {
 			b, err := os.ReadFile(file)
 			require.NoError(t, err)
 			fs, err := ParseDPFeatures(string(b))
 			require.NoError(t, err)
-			text := string(b)
-			if strings.HasPrefix(text, "{") {
-				assert.Greater(t, len(fs), 20)
-			} else {
-				assert.Len(t, fs, strings.Count(text, "\n"), "one feature per line")
+
+			// The titles in the text, in order: from the lines of the plain
+			// form, or from the plain text inside the JSON wrapper.
+			plain := string(b)
+			if strings.Contains(base, "json") {
+				plainFile := filepath.Join(filepath.Dir(file), strings.Split(base, "-format-json")[0]+".txt")
+				if pb, err := os.ReadFile(plainFile); err == nil {
+					plain = string(pb)
+				} else {
+					plain = ""
+				}
 			}
+			if plain != "" {
+				var names []string
+				for line := range strings.Lines(plain) {
+					name, _, _ := strings.Cut(line, ": ")
+					names = append(names, name)
+				}
+				var got []string
+				for _, f := range fs {
+					got = append(got, f.Name)
+				}
+				assert.Equal(t, names, got, "every line, in OVS's order")
+			}
+			assert.GreaterOrEqual(t, len(fs), 18)
+
 			for _, f := range fs {
 				if numeric[f.Name] {
 					assert.IsType(t, int64(0), f.Value, f.Name)
@@ -46,18 +74,27 @@ func TestParseDPFeaturesEveryRelease(t *testing.T) {
 					assert.Equal(t, true, f.Value, f.Name)
 				}
 			}
-			if !strings.HasPrefix(text, "{") {
-				first, _, _ := strings.Cut(text, ":")
-				assert.Equal(t, first, fs[0].Name, "OVS order kept")
+			for _, name := range []string{"recirc", "RECIRC", "Recirc"} {
+				r, ok := fs.Get(name)
+				assert.True(t, ok, "names match case-insensitively")
+				assert.Equal(t, Feature{"Recirc", true}, r)
 			}
-			r, ok := fs.Get("recirc")
-			assert.True(t, ok, "names match case-insensitively")
-			assert.Equal(t, "Recirc", r.Name)
-			if base := filepath.Base(file); base >= "ovs-3.4" && base < "ovs-4" {
-				p, ok := fs.Get("psample action")
-				assert.True(t, ok)
-				assert.Equal(t, "psample action", p.Name)
+			for name, want := range numericValues {
+				f, ok := fs.Get(name)
+				if name == "Max dp_hash algorithm" && (strings.HasPrefix(base, "ovs-2.8.") || strings.HasPrefix(base, "ovs-2.9.")) {
+					assert.False(t, ok, "%s came with 2.10", name)
+					continue
+				}
+				require.True(t, ok, name)
+				assert.Equal(t, Feature{name, want}, f)
 			}
+			_, hasPsample := fs.Get("psample action")
+			assert.Equal(t, base >= "ovs-3.4", hasPsample, "psample action from 3.4 on")
+			if hasPsample {
+				assert.Contains(t, fs.Map(), "psample action", "the lower-case title is kept as printed")
+			}
+			_, hasVarUserdata := fs.Get("Variable length userdata")
+			assert.Equal(t, strings.HasPrefix(base, "ovs-2.8."), hasVarUserdata)
 		})
 	}
 }
@@ -67,24 +104,34 @@ func TestParseDPFeaturesShapes(t *testing.T) {
 		name string
 		in   string
 		want Features
-		err  error
+		err  string // substring of the ErrMalformed error
 	}{
-		{"CRLF and blank lines", "Recirc: Yes\r\n\r\nMax MPLS depth: 3\r\n", Features{{"Recirc", true}, {"Max MPLS depth", int64(3)}}, nil},
-		{"trailing spaces, no final newline", "  Ufid:   No  \nTeleport: maybe", Features{{"Ufid", false}, {"Teleport", "maybe"}}, nil},
-		{"negative and odd values", "A: -1\nB: yes\nC: 1.5", Features{{"A", int64(-1)}, {"B", "yes"}, {"C", "1.5"}}, nil},
-		{"JSON wrapper", `{"reply":"Recirc: Yes\nCT zone: No\n","reply-format":"plain"}`, Features{{"Recirc", true}, {"CT zone", false}}, nil},
-		{"empty", "", nil, ErrMalformed},
-		{"blank only", "\n\r\n  \n", nil, ErrMalformed},
-		{"no colon", "Recirc Yes\n", nil, ErrMalformed},
-		{"no name", ": Yes\n", nil, ErrMalformed},
-		{"JSON without reply", `{"result": 1}`, nil, ErrMalformed},
-		{"broken JSON", `{"reply": "x`, nil, ErrMalformed},
+		{"CRLF and blank lines", "Recirc: Yes\r\n\r\n\nMax MPLS depth: 3\r\n", Features{{"Recirc", true}, {"Max MPLS depth", int64(3)}}, ""},
+		{"trailing spaces, no final newline", "  Ufid:   No  \nTeleport: maybe", Features{{"Ufid", false}, {"Teleport", "maybe"}}, ""},
+		{"unknown names kept", "Warp drive: Yes\nRecirc: No\n", Features{{"Warp drive", true}, {"Recirc", false}}, ""},
+		{"numbers and other values", "A: -1\nB: yes\nC: 1.5\nD: 99999999999\nE: \n", Features{{"A", int64(-1)}, {"B", "yes"}, {"C", "1.5"}, {"D", int64(99999999999)}, {"E", ""}}, ""},
+		{"only the first colon splits", "Mode: a: b\n", Features{{"Mode", "a: b"}}, ""},
+		{"JSON wrapper", `{"reply":"Recirc: Yes\nCT zone: No\n","reply-format":"plain"}`, Features{{"Recirc", true}, {"CT zone", false}}, ""},
+		{"JSON wrapper with spaces", " {\n  \"reply\": \"Recirc: Yes\\n\",\n  \"reply-format\": \"plain\"}\n", Features{{"Recirc", true}}, ""},
+		{"empty", "", nil, "no features"},
+		{"blank only", "\n\r\n  \n", nil, "no features"},
+		{"JSON wrapper around nothing", `{"reply":"","reply-format":"plain"}`, nil, "no features"},
+		{"no colon", "Recirc Yes\n", nil, `feature line "Recirc Yes"`},
+		{"colon without a space", "Recirc:Yes\n", nil, `feature line "Recirc:Yes"`},
+		{"name only", "Recirc:\n", nil, `feature line "Recirc:"`},
+		{"no name", ": Yes\n", nil, `feature line ": Yes"`},
+		{"good lines then a bad one", "Recirc: Yes\nboom\n", nil, `feature line "boom"`},
+		{"long bad line cut", strings.Repeat("z", 100), nil, strings.Repeat("z", 60) + `..."`},
+		{"JSON without reply", `{"result": 1}`, nil, `JSON answer without a "reply"`},
+		{"broken JSON", `{"reply": "x`, nil, `JSON answer without a "reply"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := ParseDPFeatures(tt.in)
-			if tt.err != nil {
-				assert.True(t, errors.Is(err, tt.err), "err = %v", err)
+			if tt.err != "" {
+				assert.ErrorIs(t, err, ErrMalformed)
+				assert.ErrorContains(t, err, tt.err)
+				assert.Nil(t, got)
 				return
 			}
 			require.NoError(t, err)
@@ -93,50 +140,77 @@ func TestParseDPFeaturesShapes(t *testing.T) {
 	}
 }
 
-func TestFeaturesMap(t *testing.T) {
-	fs := Features{{"Recirc", true}, {"Max VLAN headers", int64(2)}}
-	assert.Equal(t, map[string]any{"Recirc": true, "Max VLAN headers": int64(2)}, fs.Map())
-	_, ok := fs.Get("nope")
+func TestFeaturesGetAndMap(t *testing.T) {
+	fs := Features{{"Recirc", true}, {"Max VLAN headers", int64(2)}, {"psample action", false}}
+	assert.Equal(t, map[string]any{"Recirc": true, "Max VLAN headers": int64(2), "psample action": false}, fs.Map())
+	f, ok := fs.Get("max vlan HEADERS")
+	assert.True(t, ok)
+	assert.Equal(t, Feature{"Max VLAN headers", int64(2)}, f)
+	f, ok = fs.Get("nope")
 	assert.False(t, ok)
+	assert.Equal(t, Feature{}, f)
+	assert.Empty(t, Features(nil).Map())
 }
 
 func FuzzParseDPFeatures(f *testing.F) {
-	for _, file := range fixtureFiles(f) {
+	// Every file of the fixtures, README included: it is text that is not
+	// feature lines.
+	files, _ := filepath.Glob(filepath.Join(fixtures, "*"))
+	if len(files) == 0 {
+		files = fixtureFiles(f, "*.txt")
+	}
+	for _, file := range files {
 		b, err := os.ReadFile(file)
 		require.NoError(f, err)
 		f.Add(string(b))
 	}
-	f.Add("Recirc: Yes\r\n\r\nx:1")
+	f.Add("Recirc: Yes\r\n\r\nx: 1")
+	f.Add(`{"reply":"Recirc: Yes\n"}`)
 	f.Fuzz(func(t *testing.T, text string) {
 		fs, err := ParseDPFeatures(text)
 		if err != nil {
 			if !errors.Is(err, ErrMalformed) {
 				t.Fatalf("error not ErrMalformed: %v", err)
 			}
+			if fs != nil {
+				t.Fatal("features with an error")
+			}
 			return
 		}
 		if len(fs) == 0 {
 			t.Fatal("success without features")
 		}
+		m := fs.Map()
 		for _, x := range fs {
 			if x.Name == "" || strings.TrimSpace(x.Name) != x.Name {
 				t.Fatalf("bad name %q", x.Name)
 			}
-			switch x.Value.(type) {
-			case bool, int64, string:
+			switch v := x.Value.(type) {
+			case bool, int64:
+			case string:
+				if strings.TrimSpace(v) != v || v == "Yes" || v == "No" {
+					t.Fatalf("bad value %q", v)
+				}
 			default:
 				t.Fatalf("value of type %T", x.Value)
+			}
+			if _, ok := m[x.Name]; !ok {
+				t.Fatalf("%q missing from Map", x.Name)
+			}
+			if g, ok := fs.Get(x.Name); !ok || !strings.EqualFold(g.Name, x.Name) {
+				t.Fatalf("Get(%q) = %v, %v", x.Name, g, ok)
 			}
 		}
 	})
 }
 
 func BenchmarkParseDPFeatures(b *testing.B) {
-	data, err := os.ReadFile(fixtureFiles(b)[0])
+	data, err := os.ReadFile(fixtureFiles(b, "ovs-3.1.0.txt")[0])
 	require.NoError(b, err)
+	text := string(data)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := ParseDPFeatures(string(data)); err != nil {
+		if _, err := ParseDPFeatures(text); err != nil {
 			b.Fatal(err)
 		}
 	}
