@@ -4,26 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/ovn-kubernetes/libovsdb/cache"
 	"github.com/ovn-kubernetes/libovsdb/client"
 	"github.com/ovn-kubernetes/libovsdb/model"
-	"github.com/ovn-kubernetes/libovsdb/ovsdb"
 	"k8s.io/klog/v2"
 )
-
-// bridge holds only the Bridge columns the gate reads. Bridge.ports in
-// particular is left out: it holds one UUID per port.
-type bridge struct {
-	UUID         string  `ovsdb:"_uuid"`
-	Name         string  `ovsdb:"name"`
-	DatapathID   *string `ovsdb:"datapath_id"`
-	DatapathType string  `ovsdb:"datapath_type"`
-}
 
 // BridgeInfo is what OVSDB says about one gated bridge.
 type BridgeInfo struct {
@@ -37,22 +27,33 @@ type BridgeInfo struct {
 type Snapshot struct {
 	Endpoint  string
 	Connected bool                  // the monitor is established and the connection alive
-	Bridges   map[string]BridgeInfo // one entry per gated bridge
-	Err       string                // why not connected; "" when connected
+	Bridges   map[string]BridgeInfo // one entry per gated bridge; Exists=false while disconnected
+	Err       string                // why not connected; "" when connected or before the first attempt ends
 }
 
 type options struct {
 	backoffMin, backoffMax time.Duration
-	connectTimeout         time.Duration
+	// connectTimeout bounds one attempt: dial, schema and monitor.
+	connectTimeout time.Duration
 	// stableAfter is how long a connection must last for the backoff to start
 	// over from its minimum.
 	stableAfter time.Duration
+	// A connection lost sooner than flapBelow after it was established is a
+	// flap: repeated flaps are logged at V(2) only.
+	flapBelow time.Duration
+	// An echo every probeInterval, answered within probeTimeout, tells a live
+	// connection from a hung server or a silently dead peer.
+	probeInterval, probeTimeout time.Duration
+	// repeatEvery is how often an unchanged outage, or a flapping connection,
+	// is reported again at the default log level.
+	repeatEvery time.Duration
 }
 
 // Option tunes a Watcher.
 type Option func(*options)
 
-// WithBackoff sets the reconnect backoff bounds.
+// WithBackoff sets the reconnect backoff bounds (default 50ms and 2s).
+// Non-positive values keep the default.
 func WithBackoff(min, max time.Duration) Option {
 	return func(o *options) {
 		if min > 0 {
@@ -64,16 +65,27 @@ func WithBackoff(min, max time.Duration) Option {
 	}
 }
 
-// Watcher keeps a conditional monitor on the gated bridges' rows.
+var (
+	errStopped = errors.New("watcher stopped")
+	errClosed  = errors.New("connection closed")
+)
+
+// Watcher keeps a conditional monitor on the gated bridges' rows and
+// reconnects for ever.
 type Watcher struct {
-	endpoint string
+	endpoint string // as given, for Snapshot and logs
+	dialTo   string // as libovsdb parses it
 	bridges  []string
 	opts     options
-	changed  chan struct{}
-	attempts atomic.Int64 // connection attempts, for tests
+	dbModel  model.ClientDBModel
+	// libovsdb logs each connection attempt; its lines go at V(4) and above.
+	libLogger logr.Logger
+	changed   chan struct{}
+	attempts  atomic.Int64
+	running   atomic.Bool
 
 	mu        sync.Mutex
-	client    client.Client // nil while disconnected
+	rows      *cache.TableCache // the live connection's cache; nil while disconnected
 	connected bool
 	lastErr   string
 }
@@ -81,39 +93,64 @@ type Watcher struct {
 // NewWatcher validates the endpoint and bridge names; it connects nothing
 // until Run.
 func NewWatcher(endpoint string, bridges []string, opts ...Option) (*Watcher, error) {
-	if _, _, err := ParseEndpoint(endpoint); err != nil {
+	network, address, err := ParseEndpoint(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	dialTo, err := dialEndpoint(network, address)
+	if err != nil {
 		return nil, err
 	}
 	if len(bridges) == 0 {
 		return nil, errors.New("no bridge to watch")
 	}
+	seen := make(map[string]bool, len(bridges))
+	var names []string
 	for _, b := range bridges {
 		if b == "" {
 			return nil, errors.New("empty bridge name")
 		}
+		if !seen[b] {
+			seen[b] = true
+			names = append(names, b)
+		}
+	}
+	dbModel, err := newClientDBModel()
+	if err != nil {
+		return nil, fmt.Errorf("OVSDB model: %w", err)
 	}
 	o := options{
 		backoffMin:     50 * time.Millisecond,
 		backoffMax:     2 * time.Second,
 		connectTimeout: 5 * time.Second,
 		stableAfter:    10 * time.Second,
+		flapBelow:      time.Second,
+		probeInterval:  5 * time.Second,
+		probeTimeout:   5 * time.Second,
+		repeatEvery:    5 * time.Minute,
 	}
 	for _, opt := range opts {
 		opt(&o)
 	}
-	if o.backoffMax < o.backoffMin {
-		o.backoffMax = o.backoffMin
-	}
+	o.backoffMax = max(o.backoffMax, o.backoffMin)
 	return &Watcher{
-		endpoint: endpoint,
-		bridges:  append([]string(nil), bridges...),
-		opts:     o,
-		changed:  make(chan struct{}, 1),
+		endpoint:  endpoint,
+		dialTo:    dialTo,
+		bridges:   names,
+		opts:      o,
+		dbModel:   dbModel,
+		libLogger: klog.NewKlogr().WithName("libovsdb").V(4),
+		changed:   make(chan struct{}, 1),
 	}, nil
 }
 
-// Changed receives a value after any change that may alter the Snapshot.
-// Sends never block: a full channel means a kick is already pending.
+// Attempts counts the connection attempts made so far.
+func (w *Watcher) Attempts() int64 { return w.attempts.Load() }
+
+// Changed receives a value after any change that may alter the Snapshot
+// (connect, disconnect, a gated bridge row added, updated or deleted). Sends
+// never block: a full channel means a kick is already pending, so consumers
+// re-read Snapshot rather than count kicks.
 func (w *Watcher) Changed() <-chan struct{} { return w.changed }
 
 func (w *Watcher) kick() {
@@ -123,26 +160,29 @@ func (w *Watcher) kick() {
 	}
 }
 
-// Snapshot returns a copy of what is known now, read from the current
-// connection's cache: after a reconnect that is a fresh cache, so rows deleted
-// during an outage cannot linger.
+// Snapshot returns a copy of what is known now. The rows come from the current
+// connection's cache, filled from scratch by each new monitor, so rows
+// deleted during an outage cannot linger.
 func (w *Watcher) Snapshot() Snapshot {
 	w.mu.Lock()
-	c, connected, lastErr := w.client, w.connected, w.lastErr
+	rows, connected, lastErr := w.rows, w.connected, w.lastErr
 	w.mu.Unlock()
 
 	s := Snapshot{Endpoint: w.endpoint, Connected: connected, Err: lastErr, Bridges: make(map[string]BridgeInfo, len(w.bridges))}
 	for _, name := range w.bridges {
 		s.Bridges[name] = BridgeInfo{Name: name}
 	}
-	if !connected || c == nil {
+	if !connected || rows == nil {
 		return s
 	}
-	s.Err = ""
-	table := c.Cache().Table("Bridge")
+	// Our own reference to the cache: libovsdb drops its reference on
+	// disconnect, before telling us (then Client.Cache() returns nil).
+	table := rows.Table(bridgeTable)
 	if table == nil {
 		return s
 	}
+	// RowsShallow hands out the cache's own models; libovsdb replaces a model
+	// on update instead of changing it, so reading them is safe.
 	for _, m := range table.RowsShallow() {
 		b, ok := m.(*bridge)
 		if !ok {
@@ -160,20 +200,51 @@ func (w *Watcher) Snapshot() Snapshot {
 	return s
 }
 
+func (w *Watcher) setConnected(rows *cache.TableCache) {
+	w.mu.Lock()
+	w.rows, w.connected, w.lastErr = rows, true, ""
+	w.mu.Unlock()
+	w.kick()
+}
+
+func (w *Watcher) setDisconnected(err error) {
+	w.mu.Lock()
+	changed := w.connected || w.lastErr != err.Error()
+	w.rows, w.connected, w.lastErr = nil, false, err.Error()
+	w.mu.Unlock()
+	if changed {
+		w.kick()
+	}
+}
+
 // Run connects, monitors and reconnects with capped exponential backoff
 // until ctx is done, then returns nil. It owns the reconnect loop instead of
-// libovsdb's WithReconnect, whose default backoff gives up (and panics) after
-// 15 minutes and which hides disconnects.
+// using libovsdb's WithReconnect, whose default backoff gives up (and panics)
+// after 15 minutes and which hides disconnects. Run may be called once at a
+// time.
 func (w *Watcher) Run(ctx context.Context) error {
-	delay := time.Duration(0)
+	if !w.running.CompareAndSwap(false, true) {
+		return errors.New("ovsdb watcher already running")
+	}
+	defer w.running.Store(false)
+
+	log := connLog{endpoint: w.endpoint, stableAfter: w.opts.stableAfter, flapBelow: w.opts.flapBelow, repeatEvery: w.opts.repeatEvery}
+	var delay time.Duration
 	for {
-		start := time.Now()
-		err := w.session(ctx)
+		connectedAt, err := w.session(ctx, &log)
 		if ctx.Err() != nil {
+			w.setDisconnected(errStopped)
 			return nil
 		}
-		if time.Since(start) > w.opts.stableAfter {
-			delay = 0
+		w.setDisconnected(err)
+		now := time.Now()
+		if connectedAt.IsZero() {
+			log.failed(now, err)
+		} else {
+			log.lost(now, now.Sub(connectedAt), err)
+			if now.Sub(connectedAt) >= w.opts.stableAfter {
+				delay = 0
+			}
 		}
 		delay = nextDelay(delay, w.opts.backoffMin, w.opts.backoffMax)
 		klog.V(4).InfoS("OVSDB reconnect scheduled", "endpoint", w.endpoint, "in", delay, "err", err)
@@ -181,114 +252,185 @@ func (w *Watcher) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			t.Stop()
+			w.setDisconnected(errStopped)
 			return nil
 		case <-t.C:
 		}
 	}
 }
 
-// nextDelay doubles the delay within [min, max] with ±20% jitter.
-func nextDelay(cur, lo, hi time.Duration) time.Duration {
-	if cur < lo {
-		cur = lo
-	} else {
-		cur = min(2*cur, hi)
-	}
-	jitter := time.Duration(rand.Int64N(int64(cur)/5 + 1))
-	if rand.IntN(2) == 0 {
-		return max(cur-jitter, lo)
-	}
-	return min(cur+jitter, hi)
-}
-
-// session runs one connection until it drops or ctx is done.
-func (w *Watcher) session(ctx context.Context) error {
-	c, err := w.connect(ctx)
-	if err != nil {
-		w.setDisconnected(err)
-		return err
-	}
-	defer c.Close()
-
-	w.mu.Lock()
-	w.client, w.connected, w.lastErr = c, true, ""
-	w.mu.Unlock()
-	klog.InfoS("OVSDB connected", "endpoint", w.endpoint)
-	w.kick()
-
-	select {
-	case <-ctx.Done():
-		w.setDisconnected(errors.New("stopped"))
-		return ctx.Err()
-	case <-c.DisconnectNotify():
-		err := errors.New("connection lost")
-		klog.InfoS("OVSDB connection lost", "endpoint", w.endpoint)
-		w.setDisconnected(err)
-		return err
-	}
-}
-
-func (w *Watcher) setDisconnected(err error) {
-	w.mu.Lock()
-	wasConnected := w.connected
-	changed := wasConnected || w.lastErr != err.Error()
-	w.client, w.connected, w.lastErr = nil, false, err.Error()
-	w.mu.Unlock()
-	if changed {
-		w.kick()
-	}
-}
-
-// connect dials, registers the cache handlers and starts the monitor.
-func (w *Watcher) connect(ctx context.Context) (client.Client, error) {
+// session runs one connection: it returns when the connection drops or ctx
+// is done, with the time the monitor was established (zero if never).
+func (w *Watcher) session(ctx context.Context, log *connLog) (connectedAt time.Time, err error) {
 	w.attempts.Add(1)
-	dbModel, err := model.NewClientDBModel("Open_vSwitch", map[string]model.Model{"Bridge": &bridge{}})
+	c, err := client.NewOVSDBClient(w.dbModel, client.WithEndpoint(w.dialTo), client.WithLogger(&w.libLogger))
 	if err != nil {
-		return nil, fmt.Errorf("OVSDB model: %w", err)
+		return time.Time{}, fmt.Errorf("create client: %w", err)
 	}
-	// libovsdb logs every connection attempt; keep that below the default
-	// verbosity so an absent OVSDB does not flood the log.
-	l := klog.NewKlogr().WithName("libovsdb").V(4)
-	c, err := client.NewOVSDBClient(dbModel, client.WithEndpoint(w.endpoint), client.WithLogger(&l))
+	// libovsdb sends on DisconnectNotify without blocking: a notification that
+	// finds no receiver is lost. So listen from before Connect to the end.
+	lost, stop, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-c.DisconnectNotify():
+			close(lost)
+		case <-stop:
+		}
+	}()
+	defer func() {
+		c.Close()
+		close(stop)
+		<-done
+	}()
+
+	rows, err := w.connect(ctx, c)
 	if err != nil {
-		return nil, fmt.Errorf("OVSDB client: %w", err)
+		return time.Time{}, err
 	}
+	connectedAt = time.Now()
+	w.setConnected(rows)
+	log.connected(connectedAt)
+	return connectedAt, w.watch(ctx, c, lost, connectedAt, log)
+}
+
+// connect dials, registers the cache handler and starts the monitor, all
+// within one connect timeout.
+func (w *Watcher) connect(ctx context.Context, c client.Client) (*cache.TableCache, error) {
 	cctx, cancel := context.WithTimeout(ctx, w.opts.connectTimeout)
 	defer cancel()
 	if err := c.Connect(cctx); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("connect: %w", unwrapConnectError(err))
+		return nil, fmt.Errorf("connect: %w", innermost(err))
 	}
-	// Handlers before the monitor, so the initial rows are seen too. They
-	// only kick the level-triggered consumer and never block libovsdb.
-	c.Cache().AddEventHandler(&cache.EventHandlerFuncs{
+	rows := c.Cache()
+	if rows == nil { // dropped already
+		return nil, fmt.Errorf("connect: %w", errClosed)
+	}
+	// Before the monitor, so the initial rows kick too. The handler only
+	// kicks the level-triggered consumer and never blocks libovsdb.
+	rows.AddEventHandler(&cache.EventHandlerFuncs{
 		AddFunc:    func(string, model.Model) { w.kick() },
 		UpdateFunc: func(string, model.Model, model.Model) { w.kick() },
 		DeleteFunc: func(string, model.Model) { w.kick() },
 	})
-	b := &bridge{}
-	conds := make([]model.Condition, 0, len(w.bridges))
-	for _, name := range w.bridges {
-		conds = append(conds, model.Condition{Field: &b.Name, Function: ovsdb.ConditionEqual, Value: name})
+	if _, err := c.Monitor(cctx, newMonitor(c, w.bridges)); err != nil {
+		return nil, fmt.Errorf("monitor: %w", innermost(err))
 	}
-	mon := c.NewMonitor(client.WithConditionalTable(b, conds, &b.Name, &b.DatapathID, &b.DatapathType))
-	// monitor_cond, not monitor_cond_since: on the latter libovsdb swallows cache errors.
-	mon.Method = ovsdb.ConditionalMonitorRPC
-	if _, err := c.Monitor(cctx, mon); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("monitor: %w", err)
-	}
-	return c, nil
+	return rows, nil
 }
 
-// unwrapConnectError keeps the useful part of libovsdb's connect errors, so
-// the reason stays short and stable from one attempt to the next.
-func unwrapConnectError(err error) error {
+// watch waits until the connection drops, an echo goes unanswered, or ctx is
+// done.
+func (w *Watcher) watch(ctx context.Context, c client.Client, lost <-chan struct{}, connectedAt time.Time, log *connLog) error {
+	t := time.NewTicker(w.opts.probeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-lost:
+			return errClosed
+		case now := <-t.C:
+			log.up(now, now.Sub(connectedAt))
+			pctx, cancel := context.WithTimeout(ctx, w.opts.probeTimeout)
+			err := c.Echo(pctx)
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				// Also what a missed disconnect notification comes to.
+				return fmt.Errorf("echo: %w", err)
+			}
+		}
+	}
+}
+
+// innermost keeps the root cause of libovsdb's nested errors, so the
+// reason stays short and the same from one attempt to the next (the endpoint
+// is in the Snapshot already).
+func innermost(err error) error {
 	for {
 		u := errors.Unwrap(err)
 		if u == nil {
 			return err
 		}
 		err = u
+	}
+}
+
+// connLog turns connection events into few log lines: state changes at the
+// default level, each retry at V(4), an unchanged outage or a flapping
+// connection repeated once per repeatEvery. Only Run's goroutine uses it.
+type connLog struct {
+	endpoint                            string
+	stableAfter, flapBelow, repeatEvery time.Duration
+
+	down      bool      // an outage is going on
+	downSince time.Time // when it began
+	failures  int       // failed attempts in this outage
+	lastErr   string
+	reported  time.Time // last default-level line about this outage
+	lastLoss  time.Time // last default-level "connection lost"
+	flapping  bool      // short connections are being logged at V(2)
+	flaps     int       // short connections lost since the last default-level line
+}
+
+func (l *connLog) connected(now time.Time) {
+	if l.flapping {
+		klog.V(2).InfoS("OVSDB connected", "endpoint", l.endpoint)
+	} else if l.down {
+		klog.InfoS("OVSDB connected", "endpoint", l.endpoint, "downtime", now.Sub(l.downSince).Round(time.Millisecond), "attempts", l.failures+1)
+	} else {
+		klog.InfoS("OVSDB connected", "endpoint", l.endpoint)
+	}
+	l.down, l.failures = false, 0
+}
+
+// up is called now and then while connected: a connection that has lasted
+// ends a flapping period.
+func (l *connLog) up(now time.Time, connectedFor time.Duration) {
+	if l.flapping && connectedFor >= l.flapBelow {
+		klog.InfoS("OVSDB connected", "endpoint", l.endpoint, "stableFor", connectedFor.Round(time.Second), "shortConnectionsBefore", l.flaps)
+		l.flapping, l.flaps = false, 0
+	}
+}
+
+func (l *connLog) lost(now time.Time, connectedFor time.Duration, err error) {
+	l.down, l.downSince, l.failures, l.lastErr, l.reported = true, now, 0, err.Error(), now
+	after := connectedFor.Round(time.Millisecond)
+	if connectedFor < l.flapBelow && !l.lastLoss.IsZero() && now.Sub(l.lastLoss) < l.repeatEvery {
+		l.flapping = true
+		l.flaps++
+		klog.V(2).InfoS("OVSDB connection lost", "endpoint", l.endpoint, "after", after, "err", err)
+		return
+	}
+	if l.flaps > 0 {
+		klog.InfoS("OVSDB connection lost", "endpoint", l.endpoint, "after", after, "err", err, "shortConnectionsBefore", l.flaps)
+	} else {
+		klog.InfoS("OVSDB connection lost", "endpoint", l.endpoint, "after", after, "err", err)
+	}
+	l.lastLoss, l.flaps, l.flapping = now, 0, false
+}
+
+func (l *connLog) failed(now time.Time, err error) {
+	msg := err.Error()
+	if !l.down {
+		// The first attempt failed: say why once.
+		l.down, l.downSince, l.failures, l.lastErr, l.reported = true, now, 1, msg, now
+		klog.InfoS("OVSDB not reachable yet, retrying", "endpoint", l.endpoint, "err", err)
+		return
+	}
+	l.failures++
+	if l.flapping && now.Sub(l.downSince) >= l.stableAfter {
+		// Not a flap but an outage: say so, or the last line would read "connected".
+		klog.InfoS("OVSDB connection lost", "endpoint", l.endpoint, "for", now.Sub(l.downSince).Round(time.Millisecond), "err", err, "shortConnectionsBefore", l.flaps)
+		l.flapping, l.flaps, l.lastLoss, l.reported, l.lastErr = false, 0, now, now, msg
+		return
+	}
+	if msg != l.lastErr {
+		klog.V(2).InfoS("OVSDB still not reachable", "endpoint", l.endpoint, "err", err)
+		l.lastErr = msg
+	}
+	if now.Sub(l.reported) >= l.repeatEvery {
+		klog.InfoS("OVSDB still not reachable", "endpoint", l.endpoint, "for", now.Sub(l.downSince).Round(time.Second), "attempts", l.failures, "err", err)
+		l.reported = now
 	}
 }

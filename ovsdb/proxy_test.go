@@ -1,0 +1,137 @@
+package ovsdb
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// proxy sits between the watcher and ovsdb-server on a unix socket: it
+// records what the client sends, counts what the server sends, and can cut
+// each connection right after the monitor reply.
+type proxy struct {
+	path             string
+	target           string
+	dropAfterMonitor bool
+
+	ln         net.Listener
+	wg         sync.WaitGroup
+	fromServer atomic.Int64
+	mu         sync.Mutex
+	fromClient bytes.Buffer
+}
+
+func newProxy(t *testing.T, target string, dropAfterMonitor bool) *proxy {
+	t.Helper()
+	// A short directory: t.TempDir() can exceed the 107 bytes of sun_path.
+	dir, err := os.MkdirTemp("", "proxy")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	p := &proxy{path: filepath.Join(dir, "p.sock"), target: target, dropAfterMonitor: dropAfterMonitor}
+	p.ln, err = net.Listen("unix", p.path)
+	require.NoError(t, err)
+	p.wg.Add(1)
+	go p.accept()
+	// Registered before the watcher's cleanup, so it runs after Run returned.
+	t.Cleanup(func() { p.ln.Close(); p.wg.Wait() })
+	return p
+}
+
+func (p *proxy) endpoint() string { return "unix:" + p.path }
+
+func (p *proxy) accept() {
+	defer p.wg.Done()
+	for {
+		c, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("unix", p.target)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		var monitorSent atomic.Bool
+		p.wg.Add(2)
+		go func() {
+			defer p.wg.Done()
+			defer s.Close()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := c.Read(buf)
+				if n > 0 {
+					p.mu.Lock()
+					p.fromClient.Write(buf[:n])
+					p.mu.Unlock()
+					if bytes.Contains(buf[:n], []byte(`"monitor_cond"`)) {
+						monitorSent.Store(true)
+					}
+					if _, err := s.Write(buf[:n]); err != nil {
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		go func() {
+			defer p.wg.Done()
+			defer c.Close()
+			buf := make([]byte, 32<<10)
+			for {
+				n, err := s.Read(buf)
+				if n > 0 {
+					p.fromServer.Add(int64(n))
+					if _, err := c.Write(buf[:n]); err != nil {
+						return
+					}
+					// The monitor request is marked before it is forwarded, so
+					// what arrives after the mark is its reply or later.
+					if p.dropAfterMonitor && monitorSent.Load() {
+						s.Close()
+						return
+					}
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+}
+
+// requests decodes the JSON-RPC requests the clients sent.
+func (p *proxy) requests(t *testing.T) []rpcRequest {
+	t.Helper()
+	p.mu.Lock()
+	data := bytes.Clone(p.fromClient.Bytes())
+	p.mu.Unlock()
+	var reqs []rpcRequest
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		var r rpcRequest
+		err := dec.Decode(&r)
+		if errors.Is(err, io.EOF) {
+			return reqs
+		}
+		require.NoError(t, err)
+		if r.Method != "" {
+			reqs = append(reqs, r)
+		}
+	}
+}
+
+type rpcRequest struct {
+	Method string            `json:"method"`
+	Params []json.RawMessage `json:"params"`
+}
