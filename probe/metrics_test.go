@@ -2,6 +2,8 @@ package probe
 
 import (
 	"errors"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -9,51 +11,153 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ovsgate/ovsgate/gate"
 )
 
-func TestMetrics(t *testing.T) {
-	m := NewMetrics()
-	s := status(false)
-	m.Observe(s)
-	assert.Equal(t, 0.0, testutil.ToFloat64(m.transitions), "the first observation is not a flip")
-	assert.Equal(t, 0.0, testutil.ToFloat64(m.ready))
+var gateMetrics = []string{"ovsgate_ready", "ovsgate_bridge_ready", "ovsgate_transitions_total",
+	"ovsgate_vswitchd_restarts_total", "ovsgate_ovsdb_connected"}
 
-	s = status(true)
-	m.Observe(s)
-	m.Observe(s)
-	assert.Equal(t, 1.0, testutil.ToFloat64(m.transitions))
-
-	// pid 42 -> 0 (exited) -> 43: one restart, two more flips.
-	s = status(false)
-	s.VSwitchd.PID = 0
-	m.Observe(s)
-	s = status(true)
-	s.VSwitchd.PID = 43
-	m.Observe(s)
-
-	m.ObserveAppctl("dpif/show-dp-features", 300*time.Microsecond, nil)
-	m.ObserveAppctl("version", 5*time.Second, errors.New("timed out"))
-
-	require.NoError(t, testutil.GatherAndCompare(m.Registry(), strings.NewReader(`
+func expectGate(ready, brInt, brEx, transitions, restarts, connected int) string {
+	return strings.NewReplacer(
+		"READY", itoa(ready), "BRINT", itoa(brInt), "BREX", itoa(brEx),
+		"TRANSITIONS", itoa(transitions), "RESTARTS", itoa(restarts), "CONNECTED", itoa(connected),
+	).Replace(`
 # HELP ovsgate_ready 1 when every gated bridge is ready, else 0.
 # TYPE ovsgate_ready gauge
-ovsgate_ready 1
+ovsgate_ready READY
 # HELP ovsgate_bridge_ready 1 when the bridge is ready, else 0.
 # TYPE ovsgate_bridge_ready gauge
-ovsgate_bridge_ready{bridge="br-int"} 1
+ovsgate_bridge_ready{bridge="br-ex"} BREX
+ovsgate_bridge_ready{bridge="br-int"} BRINT
 # HELP ovsgate_transitions_total Flips between ready and not ready.
 # TYPE ovsgate_transitions_total counter
-ovsgate_transitions_total 3
+ovsgate_transitions_total TRANSITIONS
 # HELP ovsgate_vswitchd_restarts_total Times a new ovs-vswitchd pid replaced the one seen before.
 # TYPE ovsgate_vswitchd_restarts_total counter
-ovsgate_vswitchd_restarts_total 1
+ovsgate_vswitchd_restarts_total RESTARTS
 # HELP ovsgate_ovsdb_connected 1 while the OVSDB monitor is established, else 0.
 # TYPE ovsgate_ovsdb_connected gauge
-ovsgate_ovsdb_connected 1
-`), "ovsgate_ready", "ovsgate_bridge_ready", "ovsgate_transitions_total", "ovsgate_vswitchd_restarts_total", "ovsgate_ovsdb_connected"))
+ovsgate_ovsdb_connected CONNECTED
+`)
+}
 
-	assert.Equal(t, 2, testutil.CollectAndCount(m.appctlDurations))
-	n, err := testutil.GatherAndCount(m.Registry(), "go_goroutines", "process_resident_memory_bytes")
+func itoa(i int) string { return string(rune('0' + i)) }
+
+// twoBridges is a status gating br-int and br-ex; br-ex is ready when exReady.
+func twoBridges(ready, exReady bool, pid int, connected bool) gate.Status {
+	s := status(ready)
+	s.VSwitchd.PID = pid
+	s.OVSDB.Connected = connected
+	s.Bridges = append(s.Bridges, gate.BridgeStatus{Name: "br-ex", Ready: exReady})
+	return s
+}
+
+func TestMetricsObserve(t *testing.T) {
+	type step struct {
+		s                                                    gate.Status
+		ready, brInt, brEx, transitions, restarts, connected int
+	}
+	steps := []step{
+		// The first observation is not a flip, whatever it says.
+		{twoBridges(true, true, 42, true), 1, 1, 1, 0, 0, 1},
+		{twoBridges(true, true, 42, true), 1, 1, 1, 0, 0, 1},
+		{twoBridges(false, true, 42, false), 0, 0, 1, 1, 0, 0},
+		{twoBridges(false, false, 0, false), 0, 0, 0, 1, 0, 0}, // vswitchd exited
+		{twoBridges(false, false, 0, true), 0, 0, 0, 1, 0, 1},
+		{twoBridges(false, false, 43, true), 0, 0, 0, 1, 1, 1}, // 42 -> 0 -> 43 is one restart
+		{twoBridges(true, true, 43, true), 1, 1, 1, 2, 1, 1},
+		{twoBridges(true, true, 43, true), 1, 1, 1, 2, 1, 1},
+		{twoBridges(false, false, 0, true), 0, 0, 0, 3, 1, 1},
+		{twoBridges(false, false, 43, true), 0, 0, 0, 3, 1, 1}, // the same pid again is no restart
+		{twoBridges(false, false, 44, true), 0, 0, 0, 3, 2, 1},
+		{twoBridges(true, true, 44, true), 1, 1, 1, 4, 2, 1},
+	}
+	m := NewMetrics()
+	for i, st := range steps {
+		m.Observe(st.s)
+		require.NoError(t, testutil.GatherAndCompare(m.Registry(),
+			strings.NewReader(expectGate(st.ready, st.brInt, st.brEx, st.transitions, st.restarts, st.connected)),
+			gateMetrics...), "after step %d", i)
+	}
+}
+
+func TestMetricsFirstObservationNotReady(t *testing.T) {
+	m := NewMetrics()
+	assert.Equal(t, 0.0, testutil.ToFloat64(m.ready), "not ready before anything is known")
+	m.Observe(status(false))
+	assert.Equal(t, 0.0, testutil.ToFloat64(m.transitions))
+	m.Observe(status(true))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.transitions))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.ready))
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.bridgeReady.WithLabelValues("br-int")))
+}
+
+func TestMetricsAppctl(t *testing.T) {
+	m := NewMetrics()
+	m.ObserveAppctl("dpif/show-dp-features", 300*time.Microsecond, nil)
+	m.ObserveAppctl("dpif/show-dp-features", 2*time.Millisecond, nil)
+	m.ObserveAppctl("version", 5*time.Second, errors.New("timed out"))
+
+	families, err := m.Registry().Gather()
+	require.NoError(t, err)
+	type series struct {
+		count uint64
+		sum   float64
+	}
+	got := map[string]series{}
+	for _, f := range families {
+		if f.GetName() != "ovsgate_appctl_request_duration_seconds" {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			got[labels["method"]+" "+labels["result"]] = series{mt.GetHistogram().GetSampleCount(), mt.GetHistogram().GetSampleSum()}
+		}
+	}
+	require.Len(t, got, 2, "one series per method and result")
+	assert.Equal(t, uint64(2), got["dpif/show-dp-features ok"].count)
+	assert.InDelta(t, 0.0023, got["dpif/show-dp-features ok"].sum, 1e-9)
+	assert.Equal(t, uint64(1), got["version error"].count)
+	assert.InDelta(t, 5.0, got["version error"].sum, 1e-9)
+}
+
+func TestMetricsRegistry(t *testing.T) {
+	m := NewMetrics()
+	m.Observe(status(true))
+	m.ObserveAppctl("version", time.Millisecond, nil)
+	n, err := testutil.GatherAndCount(m.Registry(), "go_goroutines", "process_start_time_seconds")
 	require.NoError(t, err)
 	assert.Equal(t, 2, n, "Go and process collectors are registered")
+	problems, err := testutil.GatherAndLint(m.Registry(), gateMetrics...)
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+	problems, err = testutil.GatherAndLint(m.Registry(), "ovsgate_appctl_request_duration_seconds")
+	require.NoError(t, err)
+	assert.Empty(t, problems)
+}
+
+func TestMetricsHandler(t *testing.T) {
+	m := NewMetrics()
+	m.Observe(status(true))
+	addr, logBuf := serveOn(t, m.Handler())
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Get("http://" + addr + "/metrics")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	assert.Equal(t, 200, resp.StatusCode)
+	assert.True(t, strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain; version=0.0.4"), resp.Header.Get("Content-Type"))
+	assert.Contains(t, string(body), "\novsgate_ready 1\n")
+	assert.Contains(t, string(body), "\ngo_goroutines ")
+
+	resp, err = client.Get("http://" + addr + "/")
+	require.NoError(t, err)
+	resp.Body.Close()
+	assert.Equal(t, 404, resp.StatusCode)
+	assert.Empty(t, logBuf.String())
 }

@@ -7,6 +7,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"os"
 	"time"
 )
 
@@ -28,13 +29,20 @@ const (
 	shutdownTimeout   = 5 * time.Second
 )
 
-// Listen binds addr, so that a port in use fails before anything starts.
+// Listen binds addr (HOST:PORT or :PORT) over TCP, so that a port in use is
+// a clear error before anything starts: "listen on :9476: address already
+// in use". The error still matches syscall.EADDRINUSE with errors.Is.
 func Listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
+		// Drop "listen tcp :9476: bind: ", which only repeats what we say.
 		var oe *net.OpError
 		if errors.As(err, &oe) && oe.Err != nil {
 			err = oe.Err
+		}
+		var se *os.SyscallError
+		if errors.As(err, &se) && se.Err != nil {
+			err = se.Err
 		}
 		return nil, fmt.Errorf("listen on %s: %w", addr, err)
 	}
@@ -50,7 +58,9 @@ func WithReadHeaderTimeout(d time.Duration) ServerOption {
 	return func(s *http.Server) { s.ReadHeaderTimeout = d }
 }
 
-// NewServer returns an http.Server for h with every timeout set.
+// NewServer returns an http.Server for h with every timeout set and a small
+// header limit; errorLog (nil: the standard logger) receives the server's
+// own complaints, such as a handler writing its header twice.
 func NewServer(h http.Handler, errorLog *log.Logger, opts ...ServerOption) *http.Server {
 	srv := &http.Server{
 		Handler:           h,
@@ -60,6 +70,9 @@ func NewServer(h http.Handler, errorLog *log.Logger, opts ...ServerOption) *http
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          errorLog,
+		// Let "OPTIONS *" reach the handler, which refuses it like any
+		// method but GET and HEAD.
+		DisableGeneralOptionsHandler: true,
 	}
 	for _, o := range opts {
 		o(srv)
@@ -68,13 +81,18 @@ func NewServer(h http.Handler, errorLog *log.Logger, opts ...ServerOption) *http
 }
 
 // Serve serves ln until ctx is done, then shuts down gracefully within a
-// deadline. It returns nil after a clean shutdown.
+// deadline, closing whatever is still open after it. It returns nil after a
+// clean shutdown (also one started by srv.Shutdown elsewhere) and an error
+// if serving failed or requests were cut off. It closes ln.
 func Serve(ctx context.Context, srv *http.Server, ln net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {
 	case err := <-errc:
-		return err
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)

@@ -2,9 +2,13 @@ package probe
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
+	"syscall"
 
 	"github.com/ovsgate/ovsgate/gate"
 )
@@ -15,8 +19,10 @@ import (
 const DefaultStatusFile = "/var/run/ovsgate/status.json"
 
 // StatusFile writes the status to a file that readers never see half-written.
+// Writes are serialised, so the file always ends with the last one.
 type StatusFile struct {
 	path string
+	mu   sync.Mutex
 }
 
 // NewStatusFile returns a writer for path.
@@ -25,18 +31,21 @@ func NewStatusFile(path string) *StatusFile { return &StatusFile{path: path} }
 // Path is the file written.
 func (f *StatusFile) Path() string { return f.path }
 
-// Write replaces the file atomically: a temp file in the same directory,
-// written, fsynced and renamed over the target, then the directory fsynced
-// so the rename survives a crash.
+// Write replaces the file atomically: a temp file in the same directory
+// (created 0755 if missing), written, fsynced, made 0644 and renamed over the
+// target, then the directory fsynced so the rename survives a crash. On
+// error no temp file is left behind.
 func (f *StatusFile) Write(s gate.Status) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	b, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
 		return fmt.Errorf("encode status: %w", err)
 	}
 	b = append(b, '\n')
 	dir := filepath.Dir(f.path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("create status directory: %w", err)
+	if err := makeDir(dir); err != nil {
+		return err
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(f.path)+".*")
 	if err != nil {
@@ -65,9 +74,34 @@ func (f *StatusFile) Write(s gate.Status) error {
 		return fmt.Errorf("replace status file: %w", err)
 	}
 	committed = true
-	if d, err := os.Open(dir); err == nil {
-		_ = d.Sync()
-		d.Close()
+	return syncDir(dir)
+}
+
+// makeDir creates dir if it is missing, 0755 whatever the umask, so that
+// readers in other containers can open the file in it.
+func makeDir(dir string) error {
+	if _, err := os.Stat(dir); err == nil || !errors.Is(err, fs.ErrNotExist) {
+		return nil // exists, or an error that creating the temp file will report
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create status directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return fmt.Errorf("create status directory: %w", err)
+	}
+	return nil
+}
+
+// syncDir makes a rename in dir durable. Filesystems that cannot sync a
+// directory say EINVAL; there the rename is as durable as it gets.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open status directory: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, errors.ErrUnsupported) {
+		return fmt.Errorf("sync status directory: %w", err)
 	}
 	return nil
 }
