@@ -433,5 +433,5 @@ func TestServePortInUse(t *testing.T) {
 	assert.Equal(t, 1, r.code)
 	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
 	assert.Len(t, lines, 1, r.stderr)
-	assert.Equal(t, "ovsgate: listen on "+ln.Addr().String()+": bind: address already in use", lines[0])
+	assert.Equal(t, "ovsgate: listen on "+ln.Addr().String()+": address already in use", lines[0])
 }

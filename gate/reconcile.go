@@ -126,7 +126,11 @@ func (r *reconciler) ensureInstance(ctx context.Context) {
 	if r.inst != nil {
 		select {
 		case <-r.inst.conn.Done():
-			r.dropInstance(fmt.Sprintf("ovs-vswitchd (pid %d) exited", r.inst.pid))
+			why := fmt.Sprintf("ovs-vswitchd (pid %d) exited", r.inst.pid)
+			if err := r.inst.conn.Err(); err != nil && !strings.Contains(err.Error(), "server closed the connection") {
+				why = fmt.Sprintf("ovs-vswitchd (pid %d): %s", r.inst.pid, r.describe(err))
+			}
+			r.dropInstance(why)
 		default:
 			return
 		}
@@ -315,6 +319,8 @@ func (r *reconciler) compute(snap ovsdb.Snapshot) Status {
 	switch {
 	case !snap.Connected:
 		s.Reason = "OVSDB: " + ovsdbMsg
+	case r.inst == nil && strings.HasPrefix(vsMsg, "ovs-vswitchd"):
+		s.Reason = vsMsg
 	case r.inst == nil:
 		s.Reason = "ovs-vswitchd: " + vsMsg
 	default:

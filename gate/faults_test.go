@@ -1,0 +1,345 @@
+package gate
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"k8s.io/klog/v2"
+
+	"github.com/ovsgate/ovsgate/internal/ovstest"
+)
+
+func openFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	return len(entries)
+}
+
+// settle waits for goroutines and descriptors of finished work to go away,
+// then reports the counts.
+func settleCounts(t *testing.T, maxG, maxFD int) (int, int) {
+	var g, fd int
+	ovstest.Poll(5*time.Second, func() bool {
+		runtime.GC()
+		g, fd = runtime.NumGoroutine(), openFDs(t)
+		return g <= maxG && fd <= maxFD
+	})
+	return g, fd
+}
+
+// Fifty restarts of every kind in a row: the gate ends ready on the last
+// pid, and holds no more goroutines or descriptors than after the first.
+func TestFaultRestartLoop(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"},
+		RetryMax: 50 * time.Millisecond, CallTimeout: 300 * time.Millisecond, PingInterval: 100 * time.Millisecond})
+	h.waitFor(10*time.Second, "ready", readyOn(s.VSwitchdPID()))
+	g0, fd0 := runtime.NumGoroutine(), openFDs(t)
+
+	start := time.Now()
+	for i := 0; i < 50; i++ {
+		switch i % 3 {
+		case 0:
+			s.StopVSwitchd()
+		case 1:
+			s.KillVSwitchd()
+		case 2:
+			s.SignalVSwitchd(syscall.SIGSTOP)
+			h.waitFor(5*time.Second, "not ready while stopped", notReady)
+			s.KillVSwitchd()
+		}
+		h.waitFor(5*time.Second, "not ready after exit", notReady)
+		pid := s.StartVSwitchd()
+		h.waitFor(10*time.Second, fmt.Sprintf("ready on pid %d (round %d)", pid, i), readyOn(pid))
+	}
+	t.Logf("50 restarts in %s (%s per cycle)", time.Since(start).Round(time.Millisecond), (time.Since(start) / 50).Round(time.Millisecond))
+	g1, fd1 := settleCounts(t, g0, fd0)
+	assert.LessOrEqual(t, g1, g0, "goroutines grew over 50 restarts")
+	assert.LessOrEqual(t, fd1, fd0, "descriptors grew over 50 restarts")
+}
+
+func TestFaultOVSDBRestartedTwentyTimes(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	h := startGate(t, sandboxConfig(s, "br-int"))
+	h.waitFor(10*time.Second, "ready", ready)
+	g0, fd0 := runtime.NumGoroutine(), openFDs(t)
+	for i := 0; i < 20; i++ {
+		if i%2 == 0 {
+			s.StopOVSDB()
+		} else {
+			s.KillOVSDB()
+		}
+		h.waitFor(5*time.Second, "not ready without OVSDB", func(st Status) bool { return !st.Ready && !st.OVSDB.Connected })
+		s.StartOVSDB()
+		// ovs-vswitchd itself takes seconds to reconnect and rewrite the
+		// ephemeral datapath_id; the gate's own part is the OVSDB check.
+		h.waitFor(10*time.Second, fmt.Sprintf("OVSDB check passes again (round %d)", i), func(st Status) bool {
+			c, _ := st.Check(CheckOVSDB)
+			return c.OK && st.OVSDB.Connected
+		})
+	}
+	h.waitFor(30*time.Second, "ready after the last restart", ready)
+	g1, fd1 := settleCounts(t, g0, fd0)
+	assert.LessOrEqual(t, g1, g0)
+	assert.LessOrEqual(t, fd1, fd0)
+}
+
+// fakeRunDir is an ovs-vswitchd run directory whose control socket a test
+// serves itself.
+func fakeRunDir(t *testing.T, pid int, serve func(c net.Conn)) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "fakevs")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "ovs-vswitchd.pid"), []byte(strconv.Itoa(pid)+"\n"), 0o644))
+	if serve == nil {
+		return dir
+	}
+	ln, err := net.Listen("unix", filepath.Join(dir, fmt.Sprintf("ovs-vswitchd.%d.ctl", pid)))
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var conns []net.Conn
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			wg.Add(1)
+			go func() { defer wg.Done(); serve(c) }()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return dir
+}
+
+// answerVersionThen answers the first request ("version") like ovs-vswitchd,
+// then hands every later request to next.
+func answerVersionThen(next func(c net.Conn, id float64)) func(net.Conn) {
+	return func(c net.Conn) {
+		dec := json.NewDecoder(c)
+		for first := true; ; first = false {
+			var req map[string]any
+			if dec.Decode(&req) != nil {
+				return
+			}
+			id, _ := req["id"].(float64)
+			if first || req["method"] == "version" && next == nil {
+				fmt.Fprintf(c, `{"id":%d,"result":"ovs-vswitchd (Open vSwitch) 3.1.0\n","error":null}`, int(id))
+				continue
+			}
+			next(c, id)
+		}
+	}
+}
+
+// Hostile or broken ovs-vswitchd control sockets: each yields a truthful
+// not-ready reason within the deadline; nothing hangs or crashes.
+func TestFaultHostileVSwitchd(t *testing.T) {
+	s := ovstest.Start(t, "br-int") // a real OVSDB with the bridge and its datapath ID
+	s.Eventually(10*time.Second, "datapath ID", func() bool { return s.DatapathID("br-int") != "" })
+	huge := strings.Repeat("x", 100<<20)
+	tests := []struct {
+		name   string
+		rundir func(t *testing.T) string
+		reason string
+	}{
+		{"never answers", func(t *testing.T) string {
+			// Reads requests and never answers, until cleanup closes the connection.
+			return fakeRunDir(t, 1111, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+		}, "ovs-vswitchd (pid 1111): not answering within 300ms"},
+		{"garbage", func(t *testing.T) string {
+			return fakeRunDir(t, 1112, answerVersionThen(func(c net.Conn, _ float64) { _, _ = c.Write([]byte("\x00\x01garbage")) }))
+		}, "malformed reply"},
+		{"closes mid-reply", func(t *testing.T) string {
+			return fakeRunDir(t, 1113, answerVersionThen(func(c net.Conn, id float64) {
+				fmt.Fprintf(c, `{"id":%d,"result":"Recirc: Y`, int(id))
+				c.Close()
+			}))
+		}, "truncated reply"},
+		{"100 MiB answer", func(t *testing.T) string {
+			return fakeRunDir(t, 1114, answerVersionThen(func(c net.Conn, id float64) {
+				fmt.Fprintf(c, `{"id":%d,"result":"%s","error":null}`, int(id), huge)
+			}))
+		}, "reply too large"},
+		{"wrong id", func(t *testing.T) string {
+			return fakeRunDir(t, 1115, answerVersionThen(func(c net.Conn, id float64) {
+				fmt.Fprintf(c, `{"id":%d,"result":"Recirc: Yes","error":null}`, int(id)+1)
+			}))
+		}, "does not match request id"},
+		{"pidfile garbage", func(t *testing.T) string {
+			dir := fakeRunDir(t, 1, nil)
+			require.NoError(t, os.WriteFile(filepath.Join(dir, "ovs-vswitchd.pid"), []byte("\xff\xfegarbage"), 0o644))
+			return dir
+		}, "not a pid"},
+		{"stale pid, no socket", func(t *testing.T) string { return fakeRunDir(t, 99999, nil) }, "stale pidfile"},
+		{"stale socket", func(t *testing.T) string {
+			dir := fakeRunDir(t, 1116, nil)
+			ln, err := net.Listen("unix", filepath.Join(dir, "ovs-vswitchd.1116.ctl"))
+			require.NoError(t, err)
+			ln.(*net.UnixListener).SetUnlinkOnClose(false)
+			ln.Close()
+			return dir
+		}, "stale pidfile"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			callTimeout := 300 * time.Millisecond
+			if tt.name == "100 MiB answer" {
+				callTimeout = 10 * time.Second // reading up to the 16 MiB cap under -race takes a while
+			}
+			h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: tt.rundir(t), Bridges: []string{"br-int"},
+				CallTimeout: callTimeout, RetryMax: 100 * time.Millisecond})
+			st := h.waitFor(5*time.Second+callTimeout, "a reason naming the fault", func(st Status) bool {
+				return !st.Ready && strings.Contains(st.Reason, tt.reason)
+			})
+			t.Logf("reason: %s", st.Reason)
+			assert.Less(t, len(st.Reason), 400, "a reason is a line, not a dump")
+			assert.NoError(t, h.g.Alive(5*time.Second), "the loop keeps going")
+		})
+	}
+}
+
+func captureKlog(t *testing.T) *syncBuf {
+	t.Helper()
+	var buf syncBuf
+	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(fs)
+	require.NoError(t, fs.Set("logtostderr", "false"))
+	require.NoError(t, fs.Set("v", "0"))
+	klog.SetOutput(&buf)
+	t.Cleanup(func() {
+		klog.Flush()
+		klog.SetOutput(os.Stderr)
+		require.NoError(t, fs.Set("logtostderr", "true"))
+	})
+	return &buf
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuf) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuf) lines() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s := strings.TrimSpace(b.b.String())
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+// With OVSDB away for hundreds of attempts (a minute's worth and more with
+// the default backoff), the default verbosity shows a handful of lines.
+func TestFaultLogVolumeWhileOVSDBAway(t *testing.T) {
+	buf := captureKlog(t)
+	dir := fakeRunDir(t, 1, nil)
+	h := startGate(t, Config{OVSDB: "unix:" + dir + "/db.sock", RunDir: dir, Bridges: []string{"br-int"},
+		OVSDBBackoffMin: time.Millisecond, OVSDBBackoffMax: 2 * time.Millisecond, RetryMax: 2 * time.Millisecond})
+	require.True(t, ovstest.Poll(10*time.Second, func() bool { return h.g.watcher.Attempts() >= 300 }),
+		"reconnect attempts go on")
+	klog.Flush()
+	lines := buf.lines()
+	assert.LessOrEqual(t, len(lines), 3, "log lines:\n%s", strings.Join(lines, "\n"))
+}
+
+// With ovs-vswitchd restarting again and again, each log line is a state
+// change: never the same line twice in a row, a few per restart.
+func TestFaultLogVolumeWhileVSwitchdRestarts(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	buf := captureKlog(t)
+	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"}, RetryMax: 20 * time.Millisecond})
+	h.waitFor(10*time.Second, "ready", ready)
+	const restarts = 10
+	for i := 0; i < restarts; i++ {
+		s.KillVSwitchd()
+		h.waitFor(5*time.Second, "not ready", notReady)
+		pid := s.StartVSwitchd()
+		h.waitFor(10*time.Second, "ready", readyOn(pid))
+	}
+	klog.Flush()
+	lines := buf.lines()
+	assert.LessOrEqual(t, len(lines), 2+restarts*5, "log lines:\n%s", strings.Join(lines, "\n"))
+	for i := 1; i < len(lines); i++ {
+		assert.NotEqual(t, msgOf(lines[i-1]), msgOf(lines[i]), "a line repeated without a state change")
+	}
+}
+
+// msgOf drops klog's header (severity, time, pid, file) from a line.
+func msgOf(line string) string {
+	if i := strings.Index(line, "] "); i >= 0 {
+		return line[i+2:]
+	}
+	return line
+}
+
+// An ovs-vswitchd that starts while OVSDB is away answers "not a valid
+// command" for as long as OVSDB stays away: the gate waits, and becomes
+// ready by itself once OVSDB is back.
+func TestFaultNotRegisteredUntilOVSDBReturns(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	h := startGate(t, sandboxConfig(s, "br-int"))
+	h.waitFor(10*time.Second, "ready", ready)
+	s.StopVSwitchd()
+	s.StopOVSDB()
+	pid := s.StartVSwitchd()
+	h.waitFor(10*time.Second, "not ready", notReady)
+	s.StartOVSDB()
+	h.waitFor(15*time.Second, "ready on the new instance", readyOn(pid))
+	sawNotRegistered := false
+	for _, st := range h.published() {
+		if strings.Contains(st.Reason, "has not registered dpif/show-dp-features yet") {
+			sawNotRegistered = true
+		}
+	}
+	t.Logf("saw the not-registered state: %v", sawNotRegistered)
+}
+
+// Nothing in the OVSDB path gives up: the watcher's backoff is capped and
+// never ends, so there is no elapsed-time limit whose expiry could panic.
+func TestFaultOVSDBBackoffNeverGivesUp(t *testing.T) {
+	dir := fakeRunDir(t, 1, nil)
+	h := startGate(t, Config{OVSDB: "unix:" + dir + "/db.sock", RunDir: dir, Bridges: []string{"br-int"},
+		OVSDBBackoffMin: time.Microsecond, OVSDBBackoffMax: time.Microsecond})
+	require.True(t, ovstest.Poll(20*time.Second, func() bool { return h.g.watcher.Attempts() >= 2000 }))
+	st := h.g.Status()
+	assert.False(t, st.Ready)
+	assert.Contains(t, st.Reason, "OVSDB: not connected")
+}
