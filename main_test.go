@@ -435,3 +435,50 @@ func TestServePortInUse(t *testing.T) {
 	assert.Len(t, lines, 1, r.stderr)
 	assert.Equal(t, "ovsgate: listen on "+ln.Addr().String()+": address already in use", lines[0])
 }
+
+// An unwritable status directory does not stop serve: probes answer
+// truthfully and the problem is logged once, not once per status.
+func TestServeStatusFileUnwritable(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	blocker := filepath.Join(t.TempDir(), "not-a-dir")
+	require.NoError(t, os.WriteFile(blocker, nil, 0o644))
+	d := startServe(t, s)
+	_ = d.cmd.Process.Kill()
+	<-d.done
+	d = startServe(t, s, "--status-file", filepath.Join(blocker, "status.json"))
+	s.Eventually(10*time.Second, "/readyz 200", func() bool {
+		code, _ := d.get(t, "http://"+d.probe+"/readyz")
+		return code == 200
+	})
+	s.KillVSwitchd()
+	s.Eventually(5*time.Second, "/readyz 503", func() bool {
+		code, _ := d.get(t, "http://"+d.probe+"/readyz")
+		return code == 503
+	})
+	assert.Equal(t, 1, strings.Count(d.stderr.String(), "Cannot write the status file"), d.stderr.String())
+}
+
+// A control socket ovsgate may not open gives a truthful reason, not a hang.
+func TestCheckSocketWithoutPermission(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run the check as another user")
+	}
+	s := ovstest.Start(t, "br-int")
+	require.NoError(t, os.Chmod(s.RunDir(), 0o755)) // the run dir is readable, the sockets are not
+	require.NoError(t, os.Chmod(filepath.Join(s.RunDir(), fmt.Sprintf("ovs-vswitchd.%d.ctl", s.VSwitchdPID())), 0o700))
+	require.NoError(t, os.Chmod(filepath.Dir(s.RunDir()), 0o755))
+	require.NoError(t, os.Chmod(filepath.Dir(binary), 0o755))
+	cmd := exec.Command(binary, append([]string{"check", "-o", "json"}, sandboxArgs(s)...)...)
+	cmd.Env = cleanEnv()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee)
+	assert.Equal(t, 1, ee.ExitCode())
+	var st gate.Status
+	require.NoError(t, json.Unmarshal(out, &st), string(out))
+	assert.False(t, st.Ready)
+	c, ok := st.Check("vswitchd")
+	require.True(t, ok)
+	assert.Contains(t, c.Message, "permission denied")
+}

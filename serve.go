@@ -200,12 +200,24 @@ func (p *publisher) publish(s gate.Status) {
 	}
 	err := p.file.Write(s)
 	switch {
-	case err != nil && err.Error() != p.fileErr:
+	case err != nil && rootCause(err) != p.fileErr:
 		klog.ErrorS(err, "Cannot write the status file; probes still answer")
-		p.fileErr = err.Error()
+		p.fileErr = rootCause(err)
 	case err == nil && p.fileErr != "":
 		klog.InfoS("Status file writable again")
 		p.fileErr = ""
+	}
+}
+
+// rootCause is the innermost error's text: what stays the same from one
+// failed write to the next (temp file names do not).
+func rootCause(err error) string {
+	for {
+		u := errors.Unwrap(err)
+		if u == nil {
+			return err.Error()
+		}
+		err = u
 	}
 }
 

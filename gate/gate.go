@@ -66,6 +66,7 @@ type Gate struct {
 
 	progress atomic.Int64 // unix nanoseconds of the loop's last iteration
 	running  atomic.Bool
+	stopped  atomic.Bool // Run has returned
 
 	onPublish func(Status) // tests see every published status here
 }
@@ -88,6 +89,7 @@ func New(cfg Config) (*Gate, error) {
 		return nil, err
 	}
 	g := &Gate{cfg: cfg, watcher: w, settled: make(chan struct{}), notReadySince: time.Now()}
+	g.progress.Store(time.Now().UnixNano()) // /livez is fine while Run is about to start
 	g.status = g.initialStatus()
 	return g, nil
 }
@@ -139,8 +141,8 @@ func (g *Gate) Settled() <-chan struct{} { return g.settled }
 // Alive reports an error when the gate loop has made no progress for longer
 // than maxStall, which means it is stuck; it never looks at Open vSwitch.
 func (g *Gate) Alive(maxStall time.Duration) error {
-	if !g.running.Load() {
-		return errors.New("gate loop is not running")
+	if g.stopped.Load() {
+		return errors.New("gate loop has stopped")
 	}
 	last := time.Unix(0, g.progress.Load())
 	if since := time.Since(last); since > maxStall {
@@ -155,7 +157,7 @@ func (g *Gate) Run(ctx context.Context) error {
 	if !g.running.CompareAndSwap(false, true) {
 		return errors.New("gate is already running")
 	}
-	defer g.running.Store(false)
+	defer g.stopped.Store(true)
 
 	wctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup

@@ -127,7 +127,7 @@ func (r *reconciler) ensureInstance(ctx context.Context) {
 		select {
 		case <-r.inst.conn.Done():
 			why := fmt.Sprintf("ovs-vswitchd (pid %d) exited", r.inst.pid)
-			if err := r.inst.conn.Err(); err != nil && !strings.Contains(err.Error(), "server closed the connection") {
+			if err := r.inst.conn.Err(); err != nil && !strings.Contains(err.Error(), "server closed the connection") && !strings.Contains(err.Error(), "connection reset by peer") {
 				why = fmt.Sprintf("ovs-vswitchd (pid %d): %s", r.inst.pid, r.describe(err))
 			}
 			r.dropInstance(why)
