@@ -13,6 +13,10 @@ import (
 	"github.com/ovsgate/ovsgate/ovsdb"
 )
 
+// maxInstancePoll bounds the wait between looks at the pidfile while no
+// ovs-vswitchd answers.
+const maxInstancePoll = 100 * time.Millisecond
+
 // reconciler owns everything the gate knows about ovs-vswitchd. Only the gate
 // loop calls it, so it needs no locks. Each reconcile recomputes the status
 // from the current OVSDB snapshot and the current ovs-vswitchd instance, so a
@@ -113,6 +117,11 @@ func (r *reconciler) reconcile(ctx context.Context) time.Duration {
 	}
 	if pending {
 		wake = min(wake, r.backoff.next())
+	}
+	if r.inst == nil {
+		// Looking for a new ovs-vswitchd is one read of its pidfile: do it
+		// often, so a restarted one is trusted within a tenth of a second.
+		wake = min(wake, maxInstancePoll)
 	}
 	if d := time.Until(r.coolUntil); d > wake {
 		wake = d
