@@ -38,3 +38,8 @@ fuzz:
 clean:
 	-hack/ovs-sandbox.sh stop _sandbox >/dev/null 2>&1
 	rm -rf bin _sandbox _run
+
+# bench measures ovsgate against the shell gates it replaces and writes
+# BENCHMARKS.md (about two minutes, most of it the idle-CPU figure).
+bench: deps build
+	$(GO) run ./hack/bench -out BENCHMARKS.md
