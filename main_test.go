@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/ovsgate/ovsgate/gate"
 	"github.com/ovsgate/ovsgate/internal/ovstest"
+	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 // binary is the ovsgate binary built once for the end-to-end tests.
@@ -211,7 +211,7 @@ func TestWaitSucceedsOnceBridgeAppears(t *testing.T) {
 	statusFile := filepath.Join(t.TempDir(), "run", "status.json")
 	cmd := exec.Command(binary, append([]string{"wait", "--status-file", statusFile, "--timeout", "60s"}, sandboxArgs(s)...)...)
 	cmd.Env = cleanEnv()
-	var stderr syncBuffer
+	var stderr testutil.SyncBuffer
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
 	done := make(chan error, 1)
@@ -255,40 +255,12 @@ func TestWaitTimesOut(t *testing.T) {
 	assert.Contains(t, r.stderr, "ovsgate: timed out after 500ms: bridge br-late: bridge does not exist in OVSDB")
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer process and a polling test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
-// freeAddr returns a loopback address with a port nobody listens on now.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
-}
-
 // daemon is a running `ovsgate serve`.
 type daemon struct {
 	cmd        *exec.Cmd
 	done       chan struct{} // closed when the process exited; err is then set
 	err        error
-	stderr     *syncBuffer
+	stderr     *testutil.SyncBuffer
 	probe      string
 	metrics    string
 	statusFile string
@@ -298,9 +270,9 @@ func startServe(t *testing.T, s *ovstest.Sandbox, extra ...string) *daemon {
 	t.Helper()
 	d := &daemon{
 		done:       make(chan struct{}),
-		stderr:     &syncBuffer{},
-		probe:      freeAddr(t),
-		metrics:    freeAddr(t),
+		stderr:     &testutil.SyncBuffer{},
+		probe:      testutil.FreeAddr(t),
+		metrics:    testutil.FreeAddr(t),
 		statusFile: filepath.Join(t.TempDir(), "ovsgate", "status.json"),
 	}
 	args := append([]string{"serve", "--health-probe-bind-address", d.probe, "--metrics-bind-address", d.metrics,

@@ -118,7 +118,7 @@ func (o *serveOptions) run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	serveErr := make(chan error, 2)
-	serve := func(name string, srv interface{ Close() error }, run func() error) {
+	serve := func(name string, run func() error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -128,10 +128,10 @@ func (o *serveOptions) run(ctx context.Context) error {
 		}()
 	}
 	probeSrv := probe.NewServer(prb, errorLog)
-	serve("probe", probeSrv, func() error { return probe.Serve(ctx, probeSrv, probeLn) })
+	serve("probe", func() error { return probe.Serve(ctx, probeSrv, probeLn) })
 	if metricsLn != nil {
 		metricsSrv := probe.NewServer(metrics.Handler(), errorLog)
-		serve("metrics", metricsSrv, func() error { return probe.Serve(ctx, metricsSrv, metricsLn) })
+		serve("metrics", func() error { return probe.Serve(ctx, metricsSrv, metricsLn) })
 	}
 
 	gateDone := make(chan struct{})

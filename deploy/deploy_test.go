@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -32,6 +31,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/ovsgate/ovsgate/internal/testutil"
 	"github.com/ovsgate/ovsgate/probe"
 )
 
@@ -674,11 +674,11 @@ func TestInitOnlyOverlay(t *testing.T) {
 // answers 503 (not ready, not 404), /livez 200, /metrics 200.
 func checkServed(t *testing.T, readyPath, livePath, metricsPath string) {
 	dir := t.TempDir()
-	probeAddr, metricsAddr := freeAddr(t), freeAddr(t)
+	probeAddr, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	statusFile := filepath.Join(dir, "run", "status.json")
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	var stderr syncBuffer // written by os/exec while the test reads it
+	var stderr testutil.SyncBuffer // written by os/exec while the test reads it
 	cmd := exec.CommandContext(ctx, ovsgateBin, "serve",
 		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
 		"--status-file="+statusFile, "--ovsdb=unix:"+filepath.Join(dir, "db.sock"), "--ovs-rundir="+dir)
@@ -748,33 +748,6 @@ func checkServed(t *testing.T, readyPath, livePath, metricsPath string) {
 	if assert.NotNil(t, status.Ready) {
 		assert.False(t, *status.Ready)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	addr := ln.Addr().String()
-	require.NoError(t, ln.Close())
-	return addr
 }
 
 // --- systemd -----------------------------------------------------------------

@@ -1,7 +1,6 @@
 package gate
 
 import (
-	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ovsgate/ovsgate/internal/ovstest"
+	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 func openFDs(t *testing.T) int {
@@ -229,9 +229,9 @@ func TestFaultHostileVSwitchd(t *testing.T) {
 	}
 }
 
-func captureKlog(t *testing.T) *syncBuf {
+func captureKlog(t *testing.T) *testutil.SyncBuffer {
 	t.Helper()
-	var buf syncBuf
+	var buf testutil.SyncBuffer
 	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(fs)
 	require.NoError(t, fs.Set("logtostderr", "false"))
@@ -245,21 +245,9 @@ func captureKlog(t *testing.T) *syncBuf {
 	return &buf
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuf) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuf) lines() []string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	s := strings.TrimSpace(b.b.String())
+// logLines splits what a log buffer holds into lines.
+func logLines(b *testutil.SyncBuffer) []string {
+	s := strings.TrimSpace(b.String())
 	if s == "" {
 		return nil
 	}
@@ -276,7 +264,7 @@ func TestFaultLogVolumeWhileOVSDBAway(t *testing.T) {
 	require.True(t, ovstest.Poll(10*time.Second, func() bool { return h.g.watcher.Attempts() >= 300 }),
 		"reconnect attempts go on")
 	klog.Flush()
-	lines := buf.lines()
+	lines := logLines(buf)
 	assert.LessOrEqual(t, len(lines), 3, "log lines:\n%s", strings.Join(lines, "\n"))
 }
 
@@ -295,7 +283,7 @@ func TestFaultLogVolumeWhileVSwitchdRestarts(t *testing.T) {
 		h.waitFor(10*time.Second, "ready", readyOn(pid))
 	}
 	klog.Flush()
-	lines := buf.lines()
+	lines := logLines(buf)
 	assert.LessOrEqual(t, len(lines), 2+restarts*5, "log lines:\n%s", strings.Join(lines, "\n"))
 	for i := 1; i < len(lines); i++ {
 		assert.NotEqual(t, msgOf(lines[i-1]), msgOf(lines[i]), "a line repeated without a state change")

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ovsgate/ovsgate/gate"
+	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -328,30 +329,13 @@ func TestNoServerErrorsUnderFlips(t *testing.T) {
 	assert.Empty(t, metricsLog.String())
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // serveOn serves h on a loopback port with NewServer and Serve, as the
 // daemon does, until the test ends; the server's error log is returned.
-func serveOn(t *testing.T, h http.Handler, opts ...ServerOption) (string, *syncBuffer) {
+func serveOn(t *testing.T, h http.Handler, opts ...ServerOption) (string, *testutil.SyncBuffer) {
 	t.Helper()
 	ln, err := Listen("127.0.0.1:0")
 	require.NoError(t, err)
-	var logBuf syncBuffer
+	var logBuf testutil.SyncBuffer
 	srv := NewServer(h, log.New(&logBuf, "", 0), opts...)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

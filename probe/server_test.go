@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovsgate/ovsgate/internal/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -163,7 +164,7 @@ func TestOversizedHeadersRefused(t *testing.T) {
 
 // The error log given to NewServer is the one the server uses.
 func TestNewServerErrorLog(t *testing.T) {
-	var buf syncBuffer
+	var buf testutil.SyncBuffer
 	twice := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(200)
 		w.WriteHeader(503)

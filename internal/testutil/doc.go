@@ -1,0 +1,2 @@
+// Package testutil holds small helpers that tests in several packages share.
+package testutil
