@@ -40,6 +40,7 @@ clean:
 	rm -rf bin _sandbox _run
 
 # bench measures ovsgate against the shell gates it replaces and writes
-# BENCHMARKS.md (about two minutes, most of it the idle-CPU figure).
+# BENCHMARKS.md (about five minutes: a minute of idle CPU, and adding
+# 10,000 ports to the sandbox for the scale figures).
 bench: deps build
 	$(GO) run ./hack/bench -out BENCHMARKS.md
