@@ -40,7 +40,7 @@ func main() {
 	var err error
 	switch {
 	case *monitorAllSock != "":
-		err = monitorAll(*monitorAllSock)
+		err = monitorAll(*monitorAllSock, os.Stdin, func(*allColumns) { fmt.Println("ready") })
 	case *bareAddr != "":
 		err = bareServer(*bareAddr)
 	default:

@@ -186,17 +186,24 @@ func (e *env) scaleAllColumns(runs int) (scaleResult, error) {
 	return res, nil
 }
 
+// allColumns is what the all-columns client holds: the schema and every
+// row of the monitored tables, as decoded JSON.
+type allColumns struct {
+	schema map[string]any
+	rows   map[string]map[string]map[string]any // table -> uuid -> column -> value
+}
+
 // monitorAll is the all-columns baseline, run as a child process: it reads
 // the schema like any generic OVSDB client, monitors Bridge, Port and
-// Interface with every column, keeps the rows as decoded JSON, prints
-// "ready" once it holds them, and keeps applying updates until stdin closes.
-func monitorAll(sock string) error {
+// Interface with every column, keeps the rows as decoded JSON, calls ready
+// once it holds them, and keeps applying updates until stop reaches EOF.
+func monitorAll(sock string, stop io.Reader, ready func(*allColumns)) error {
 	conn, err := net.Dial("unix", sock)
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	go func() { _, _ = io.Copy(io.Discard, os.Stdin); conn.Close() }()
+	go func() { _, _ = io.Copy(io.Discard, stop); conn.Close() }()
 
 	enc := json.NewEncoder(conn)
 	all := map[string]any{}
@@ -208,8 +215,7 @@ func monitorAll(sock string) error {
 		return err
 	}
 
-	var schema any
-	cache := map[string]map[string]map[string]any{}
+	db := &allColumns{rows: map[string]map[string]map[string]any{}}
 	apply := func(raw json.RawMessage) error {
 		var updates map[string]map[string]struct {
 			New map[string]any `json:"new"`
@@ -218,14 +224,14 @@ func monitorAll(sock string) error {
 			return err
 		}
 		for table, rows := range updates {
-			if cache[table] == nil {
-				cache[table] = map[string]map[string]any{}
+			if db.rows[table] == nil {
+				db.rows[table] = map[string]map[string]any{}
 			}
 			for uuid, u := range rows {
 				if u.New == nil {
-					delete(cache[table], uuid)
+					delete(db.rows[table], uuid)
 				} else {
-					cache[table][uuid] = u.New
+					db.rows[table][uuid] = u.New
 				}
 			}
 		}
@@ -259,14 +265,14 @@ func monitorAll(sock string) error {
 				return err
 			}
 		case string(msg.ID) == "0":
-			if err := json.Unmarshal(msg.Result, &schema); err != nil {
+			if err := json.Unmarshal(msg.Result, &db.schema); err != nil {
 				return err
 			}
 		case string(msg.ID) == "1":
 			if err := apply(msg.Result); err != nil {
 				return err
 			}
-			fmt.Println("ready")
+			ready(db)
 		}
 	}
 }
