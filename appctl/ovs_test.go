@@ -310,3 +310,25 @@ func BenchmarkVersion(b *testing.B) {
 		}
 	}
 }
+
+// A real ovs-vswitchd answers a batch in order, an error reply included.
+func TestBatchRealVSwitchd(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	_, c := connect(t, s)
+	res := c.Batch(callCtx(t),
+		appctl.Request{Method: "version"},
+		appctl.Request{Method: "dpif/show-dp-features", Args: []string{"br-missing"}},
+		appctl.Request{Method: "dpif/show-dp-features", Args: []string{"br-int"}},
+	)
+	require.Len(t, res, 3)
+	require.NoError(t, res[0].Err)
+	assert.Contains(t, res[0].Text, installedVersion(t))
+	assert.ErrorIs(t, res[1].Err, appctl.ErrNoSuchBridge)
+	require.NoError(t, res[2].Err)
+	fs, err := appctl.ParseDPFeatures(res[2].Text)
+	require.NoError(t, err)
+	assert.NotEmpty(t, fs)
+	v, err := c.Version(callCtx(t))
+	require.NoError(t, err, "the connection serves calls after a batch")
+	assert.Equal(t, installedVersion(t), v)
+}
