@@ -17,6 +17,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+
+	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -48,47 +50,15 @@ func shortTempDir(t *testing.T) string {
 func newFakeServer(t *testing.T, handle func(req request, c net.Conn)) *fakeServer {
 	t.Helper()
 	s := &fakeServer{path: filepath.Join(shortTempDir(t), "fake.ctl")}
-	ln, err := net.Listen("unix", s.path)
-	require.NoError(t, err)
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	testutil.ServeUnix(t, s.path, func(c net.Conn) {
+		dec := json.NewDecoder(bufio.NewReader(c))
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			var req request
+			if err := dec.Decode(&req); err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				dec := json.NewDecoder(bufio.NewReader(c))
-				for {
-					var req request
-					if err := dec.Decode(&req); err != nil {
-						return
-					}
-					handle(req, c)
-				}
-			}()
+			handle(req, c)
 		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
 	})
 	return s
 }

@@ -2,7 +2,6 @@ package gate
 
 import (
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -110,35 +108,7 @@ func fakeRunDir(t *testing.T, pid int, serve func(c net.Conn)) string {
 	if serve == nil {
 		return dir
 	}
-	ln, err := net.Listen("unix", filepath.Join(dir, fmt.Sprintf("ovs-vswitchd.%d.ctl", pid)))
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() { defer wg.Done(); serve(c) }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	testutil.ServeUnix(t, filepath.Join(dir, fmt.Sprintf("ovs-vswitchd.%d.ctl", pid)), serve)
 	return dir
 }
 
@@ -229,42 +199,17 @@ func TestFaultHostileVSwitchd(t *testing.T) {
 	}
 }
 
-func captureKlog(t *testing.T) *testutil.SyncBuffer {
-	t.Helper()
-	var buf testutil.SyncBuffer
-	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(fs)
-	require.NoError(t, fs.Set("logtostderr", "false"))
-	require.NoError(t, fs.Set("v", "0"))
-	klog.SetOutput(&buf)
-	t.Cleanup(func() {
-		klog.Flush()
-		klog.SetOutput(os.Stderr)
-		require.NoError(t, fs.Set("logtostderr", "true"))
-	})
-	return &buf
-}
-
-// logLines splits what a log buffer holds into lines.
-func logLines(b *testutil.SyncBuffer) []string {
-	s := strings.TrimSpace(b.String())
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, "\n")
-}
-
 // With OVSDB away for hundreds of attempts (a minute's worth and more with
 // the default backoff), the default verbosity shows a handful of lines.
 func TestFaultLogVolumeWhileOVSDBAway(t *testing.T) {
-	buf := captureKlog(t)
+	buf, _ := testutil.CaptureKlog(t)
 	dir := fakeRunDir(t, 1, nil)
 	h := startGate(t, Config{OVSDB: "unix:" + dir + "/db.sock", RunDir: dir, Bridges: []string{"br-int"},
 		OVSDBBackoffMin: time.Millisecond, OVSDBBackoffMax: 2 * time.Millisecond, RetryMax: 2 * time.Millisecond})
 	require.True(t, ovstest.Poll(10*time.Second, func() bool { return h.g.watcher.Attempts() >= 300 }),
 		"reconnect attempts go on")
 	klog.Flush()
-	lines := logLines(buf)
+	lines := buf.Lines()
 	assert.LessOrEqual(t, len(lines), 3, "log lines:\n%s", strings.Join(lines, "\n"))
 }
 
@@ -272,7 +217,7 @@ func TestFaultLogVolumeWhileOVSDBAway(t *testing.T) {
 // change: never the same line twice in a row, a few per restart.
 func TestFaultLogVolumeWhileVSwitchdRestarts(t *testing.T) {
 	s := ovstest.Start(t, "br-int")
-	buf := captureKlog(t)
+	buf, _ := testutil.CaptureKlog(t)
 	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"}, RetryMax: 20 * time.Millisecond})
 	h.waitFor(10*time.Second, "ready", ready)
 	const restarts = 10
@@ -283,7 +228,7 @@ func TestFaultLogVolumeWhileVSwitchdRestarts(t *testing.T) {
 		h.waitFor(10*time.Second, "ready", readyOn(pid))
 	}
 	klog.Flush()
-	lines := logLines(buf)
+	lines := buf.Lines()
 	assert.LessOrEqual(t, len(lines), 2+restarts*5, "log lines:\n%s", strings.Join(lines, "\n"))
 	for i := 1; i < len(lines); i++ {
 		assert.NotEqual(t, msgOf(lines[i-1]), msgOf(lines[i]), "a line repeated without a state change")

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+
+	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 // Which connection events make a line at the default verbosity.
@@ -74,14 +76,14 @@ func TestConnLog(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			logs, _ := captureKlog(t)
+			logs, _ := testutil.CaptureKlog(t)
 			l := &connLog{endpoint: "unix:/x", stableAfter: 10 * s, flapBelow: s, repeatEvery: repeatEvery}
 			t0 := time.Now()
 			msg := regexp.MustCompile(`\] "([^"]*)"`)
 			seen := 0
 			for i, st := range tt.steps {
 				st.do(l, t0.Add(st.at))
-				lines := logs.lines()
+				lines := logs.Lines()
 				var got string
 				switch len(lines) - seen {
 				case 0:

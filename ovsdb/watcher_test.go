@@ -1,10 +1,8 @@
 package ovsdb
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"os/exec"
@@ -25,6 +23,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ovsgate/ovsgate/internal/ovstest"
+	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -305,14 +304,14 @@ func TestWatcherMonitorsOnlyModelledColumns(t *testing.T) {
 // With OVSDB away, attempts go on with backoff, one line says why at the
 // default verbosity, and each retry is there at V(4).
 func TestWatcherQuietWhileAway(t *testing.T) {
-	logs, verbosity := captureKlog(t)
+	logs, verbosity := testutil.CaptureKlog(t)
 	endpoint := "unix:" + t.TempDir() + "/none.sock"
 	w, err := NewWatcher(endpoint, []string{"br-int"}, WithBackoff(time.Millisecond, 5*time.Millisecond))
 	require.NoError(t, err)
 	start(t, w)
 	require.True(t, ovstest.Poll(10*time.Second, func() bool { return w.Attempts() >= 200 }), "attempts go on")
 	klog.Flush()
-	lines := logs.lines()
+	lines := logs.Lines()
 	require.Len(t, lines, 1, "log lines while OVSDB is away:\n%s", strings.Join(lines, "\n"))
 	assert.Contains(t, lines[0], `"OVSDB not reachable yet, retrying"`)
 	assert.Contains(t, lines[0], endpoint)
@@ -323,7 +322,7 @@ func TestWatcherQuietWhileAway(t *testing.T) {
 	require.True(t, ovstest.Poll(10*time.Second, func() bool { return w.Attempts() >= n+5 }))
 	verbosity("0")
 	klog.Flush()
-	assert.Contains(t, strings.Join(logs.lines(), "\n"), `"OVSDB reconnect scheduled"`, "retries show at -v=4")
+	assert.Contains(t, strings.Join(logs.Lines(), "\n"), `"OVSDB reconnect scheduled"`, "retries show at -v=4")
 }
 
 // libovsdb drops a disconnect notification that finds no receiver. A
@@ -331,7 +330,7 @@ func TestWatcherQuietWhileAway(t *testing.T) {
 // connection that keeps flapping must not flood the log.
 func TestWatcherDropRightAfterMonitor(t *testing.T) {
 	s := ovstest.Start(t, "br-int")
-	logs, _ := captureKlog(t)
+	logs, _ := testutil.CaptureKlog(t)
 	p := newProxy(t, s.DBSocket(), true)
 	// The echo probe is long here: every cut must be seen through the notification.
 	w, err := NewWatcher(p.endpoint(), []string{"br-int"}, WithBackoff(time.Millisecond, 2*time.Millisecond),
@@ -349,7 +348,7 @@ func TestWatcherDropRightAfterMonitor(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, monitors, cycles-1, "each attempt got as far as the monitor")
 	klog.Flush()
-	lines := logs.lines()
+	lines := logs.Lines()
 	t.Logf("log lines over %d short connections:\n%s", w.Attempts(), strings.Join(lines, "\n"))
 	assert.LessOrEqual(t, len(lines), 4, "log lines while flapping:\n%s", strings.Join(lines, "\n"))
 }
@@ -498,45 +497,4 @@ func TestWatcherRunStops(t *testing.T) {
 			goleak.VerifyNone(t, ignore)
 		})
 	}
-}
-
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) lines() []string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := strings.TrimRight(l.b.String(), "\n")
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, "\n")
-}
-
-// captureKlog sends klog's output to a buffer until the test ends; the
-// returned func sets the verbosity (-v).
-func captureKlog(t *testing.T) (*logBuffer, func(v string)) {
-	t.Helper()
-	fs := flag.NewFlagSet("klog", flag.ContinueOnError)
-	klog.InitFlags(fs)
-	buf := &logBuffer{}
-	require.NoError(t, fs.Set("logtostderr", "false"))
-	require.NoError(t, fs.Set("one_output", "true"))
-	klog.SetOutput(buf)
-	t.Cleanup(func() {
-		klog.Flush()
-		require.NoError(t, fs.Set("v", "0"))
-		require.NoError(t, fs.Set("one_output", "false"))
-		require.NoError(t, fs.Set("logtostderr", "true"))
-		klog.SetOutput(os.Stderr)
-	})
-	return buf, func(v string) { require.NoError(t, fs.Set("v", v)) }
 }

@@ -6,7 +6,6 @@ import (
 	"net"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ovsgate/ovsgate/internal/ovstest"
+	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 // The proxy must count what the server sends and nothing the client sends,
@@ -21,23 +21,12 @@ import (
 func TestCounterCountsServerBytesOnly(t *testing.T) {
 	dir := t.TempDir()
 	upstream := filepath.Join(dir, "up.sock")
-	ln, err := net.Listen("unix", upstream)
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		conn, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
+	testutil.ServeUnix(t, upstream, func(conn net.Conn) {
 		if _, err := bufio.NewReader(conn).ReadString('\n'); err != nil {
 			return
 		}
 		_, _ = conn.Write([]byte(strings.Repeat("x", 1000)))
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	})
 
 	c, err := newCounter(dir, upstream)
 	require.NoError(t, err)

@@ -3,6 +3,7 @@ package testutil
 import (
 	"bytes"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -24,6 +25,15 @@ func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// Lines splits what the buffer holds into lines; nil when it is empty.
+func (b *SyncBuffer) Lines() []string {
+	s := strings.TrimRight(b.String(), "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
 }
 
 // FreeAddr returns a loopback address whose port nobody listens on now.
