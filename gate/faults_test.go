@@ -277,14 +277,10 @@ func TestFaultOVSDBBackoffNeverGivesUp(t *testing.T) {
 	assert.Contains(t, st.Reason, "OVSDB: not connected")
 }
 
-// A new ovs-vswitchd is asked for its version and for the features of a
-// bridge that already has a datapath in one batch. This fake answers
-// nothing until both requests have arrived, so a gate that waited for the
-// version before asking for features would never be ready.
-func TestNewInstanceAskedInOneBatch(t *testing.T) {
-	s := ovstest.Start(t, "br-int")
-	s.Eventually(10*time.Second, "datapath ID", func() bool { return s.DatapathID("br-int") != "" })
-	answer := func(c net.Conn, req map[string]any) {
+// batchOnlyVSwitchd serves a control socket that answers nothing until two
+// requests have arrived, then answers each request like ovs-vswitchd.
+func batchOnlyVSwitchd(c net.Conn) {
+	answer := func(req map[string]any) {
 		id, _ := req["id"].(float64)
 		text := `ovs-vswitchd (Open vSwitch) 3.1.0\n`
 		if req["method"] != "version" {
@@ -292,38 +288,58 @@ func TestNewInstanceAskedInOneBatch(t *testing.T) {
 		}
 		fmt.Fprintf(c, `{"id":%d,"result":"%s","error":null}`, int(id), text)
 	}
-	dir := fakeRunDir(t, 1117, func(c net.Conn) {
-		dec := json.NewDecoder(c)
-		var first []map[string]any
-		for len(first) < 2 {
-			var req map[string]any
-			if dec.Decode(&req) != nil {
-				return
-			}
-			first = append(first, req)
+	dec := json.NewDecoder(c)
+	var first []map[string]any
+	for len(first) < 2 {
+		var req map[string]any
+		if dec.Decode(&req) != nil {
+			return
 		}
-		for _, req := range first {
-			answer(c, req)
+		first = append(first, req)
+	}
+	for _, req := range first {
+		answer(req)
+	}
+	for { // pings from now on
+		var req map[string]any
+		if dec.Decode(&req) != nil {
+			return
 		}
-		for { // pings from now on
-			var req map[string]any
-			if dec.Decode(&req) != nil {
-				return
-			}
-			answer(c, req)
-		}
-	})
+		answer(req)
+	}
+}
+
+// A new ovs-vswitchd is asked for its version and for the features of a
+// bridge that already has a datapath in one batch. The fake answers nothing
+// until both requests have arrived, so a gate that waited for the version
+// before asking for features would never be ready.
+func TestNewInstanceAskedInOneBatch(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	s.Eventually(10*time.Second, "datapath ID", func() bool { return s.DatapathID("br-int") != "" })
+	dir := fakeRunDir(t, 1117, batchOnlyVSwitchd)
 	// Hide the instance until the gate knows the datapath from OVSDB.
 	pidfile := filepath.Join(dir, "ovs-vswitchd.pid")
 	pid, err := os.ReadFile(pidfile)
 	require.NoError(t, err)
 	require.NoError(t, os.Remove(pidfile))
 
-	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: dir, Bridges: []string{"br-int"}, CallTimeout: 2 * time.Second})
+	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: dir, Bridges: []string{"br-int"}, CallTimeout: 30 * time.Second})
 	h.waitFor(10*time.Second, "the datapath ID from OVSDB", func(st Status) bool {
 		return len(st.Bridges) == 1 && st.Bridges[0].DatapathID != ""
 	})
 	require.NoError(t, os.WriteFile(pidfile, pid, 0o644))
 	st := h.waitFor(10*time.Second, "ready on the fake ovs-vswitchd", readyOn(1117))
 	assert.Equal(t, map[string]any{"Recirc": true}, st.Bridges[0].Features)
+}
+
+// At start, the pidfile is there at once but OVSDB takes a moment: the gate
+// waits for OVSDB's first attempt before its first contact with
+// ovs-vswitchd, so that contact carries the features too. A gate that asked
+// for the version alone would get no answer from this fake.
+func TestFirstContactWaitsForOVSDB(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	s.Eventually(10*time.Second, "datapath ID", func() bool { return s.DatapathID("br-int") != "" })
+	dir := fakeRunDir(t, 1118, batchOnlyVSwitchd)
+	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: dir, Bridges: []string{"br-int"}, CallTimeout: 30 * time.Second})
+	h.waitFor(10*time.Second, "ready on the fake ovs-vswitchd", readyOn(1118))
 }

@@ -141,12 +141,17 @@ func TestGateVSwitchdRestartStaleDatapathID(t *testing.T) {
 	require.NotEqual(t, oldPID, newPID)
 	h.waitFor(10*time.Second, "ready on the new instance", readyOn(newPID))
 
-	noticed := false
+	// Look from the first ready on the old instance: before it, the gate
+	// may publish not-ready statuses that name no instance yet.
+	readyOnOld, noticed := false, false
 	for _, st := range h.published() {
 		if noticed && st.Ready {
 			assert.Equal(t, newPID, st.VSwitchd.PID, "ready reported against a dead ovs-vswitchd")
 		}
-		if !st.Ready && st.VSwitchd.PID != oldPID {
+		if st.Ready && st.VSwitchd.PID == oldPID {
+			readyOnOld = true
+		}
+		if readyOnOld && !st.Ready && st.VSwitchd.PID != oldPID {
 			noticed = true
 		}
 	}
