@@ -106,9 +106,17 @@ func (e *env) setPorts(have, n int) error {
 		"set", "Open_vSwitch", ".", "external_ids:ovsgate-bench-ports="+strconv.Itoa(n))
 }
 
-// scaleOvsgate starts `ovsgate serve` against the counting proxy and times
-// it until /readyz answers 200.
-func (e *env) scaleOvsgate(runs int) (scaleResult, error) {
+// started is a client process running against the counting proxy.
+type started struct {
+	pid   int
+	ready func() error // blocks until the client is ready
+	stop  func()       // ends the client and waits for it
+}
+
+// measureStarts starts a client runs times, each behind a new counting
+// proxy, and records the bytes it read until ready, the median time from
+// start to ready, and its RSS one second after ready.
+func (e *env) measureStarts(runs int, start func(sock string) (started, error)) (scaleResult, error) {
 	var res scaleResult
 	var times []time.Duration
 	for i := 0; i < runs; i++ {
@@ -116,31 +124,53 @@ func (e *env) scaleOvsgate(runs int) (scaleResult, error) {
 		if err != nil {
 			return res, err
 		}
-		probe := freeAddr()
-		cmd := exec.Command(e.bin, "serve", "--ovsdb", "unix:"+c.path, "--ovs-rundir", e.dir,
-			"--status-file", filepath.Join(e.dir, "scale", "status.json"),
-			"--health-probe-bind-address", probe, "--metrics-bind-address", "127.0.0.1:0")
-		cmd.Stderr = io.Discard
-		start := time.Now()
-		if err := cmd.Start(); err != nil {
+		t0 := time.Now()
+		s, err := start(c.path)
+		if err != nil {
 			c.Close()
 			return res, err
 		}
-		ok := pollEvery(time.Millisecond, 60*time.Second, func() bool { return readyAt(probe) })
-		took := time.Since(start)
+		err = s.ready()
+		took := time.Since(t0)
 		res.bytes = c.read.Load()
-		time.Sleep(time.Second)
-		res.rssKiB = rssOf(cmd.Process.Pid)
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		_ = cmd.Wait()
+		if err == nil {
+			time.Sleep(time.Second)
+			res.rssKiB = rssOf(s.pid)
+		}
+		s.stop()
 		c.Close()
-		if !ok {
-			return res, errors.New("ovsgate serve never became ready")
+		if err != nil {
+			return res, err
 		}
 		times = append(times, took)
 	}
 	res.ready = pct(times, 50)
 	return res, nil
+}
+
+// scaleOvsgate starts `ovsgate serve` against the counting proxy and times
+// it until /readyz answers 200.
+func (e *env) scaleOvsgate(runs int) (scaleResult, error) {
+	return e.measureStarts(runs, func(sock string) (started, error) {
+		probe := freeAddr()
+		cmd := exec.Command(e.bin, "serve", "--ovsdb", "unix:"+sock, "--ovs-rundir", e.dir,
+			"--status-file", filepath.Join(e.dir, "scale", "status.json"),
+			"--health-probe-bind-address", probe, "--metrics-bind-address", "127.0.0.1:0")
+		cmd.Stderr = io.Discard
+		if err := cmd.Start(); err != nil {
+			return started{}, err
+		}
+		return started{
+			pid: cmd.Process.Pid,
+			ready: func() error {
+				if !pollEvery(time.Millisecond, 60*time.Second, func() bool { return readyAt(probe) }) {
+					return errors.New("ovsgate serve never became ready")
+				}
+				return nil
+			},
+			stop: func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() },
+		}, nil
+	})
 }
 
 // scaleAllColumns starts this program as a client that monitors every
@@ -151,39 +181,32 @@ func (e *env) scaleAllColumns(runs int) (scaleResult, error) {
 	if err != nil {
 		return scaleResult{}, err
 	}
-	var res scaleResult
-	var times []time.Duration
-	for i := 0; i < runs; i++ {
-		c, err := newCounter(e.dir, filepath.Join(e.dir, "db.sock"))
+	return e.measureStarts(runs, func(sock string) (started, error) {
+		cmd := exec.Command(self, "-monitor-all", sock)
+		stdin, err := cmd.StdinPipe()
 		if err != nil {
-			return res, err
+			return started{}, err
 		}
-		cmd := exec.Command(self, "-monitor-all", c.path)
-		stdin, _ := cmd.StdinPipe()
-		stdout, _ := cmd.StdoutPipe()
+		stdout, err := cmd.StdoutPipe()
+		if err != nil {
+			return started{}, err
+		}
 		cmd.Stderr = os.Stderr
-		start := time.Now()
 		if err := cmd.Start(); err != nil {
-			c.Close()
-			return res, err
+			return started{}, err
 		}
-		line, err := bufio.NewReader(stdout).ReadString('\n')
-		took := time.Since(start)
-		res.bytes = c.read.Load()
-		if err == nil {
-			time.Sleep(time.Second)
-			res.rssKiB = rssOf(cmd.Process.Pid)
-		}
-		stdin.Close()
-		_ = cmd.Wait()
-		c.Close()
-		if err != nil || line != "ready\n" {
-			return res, fmt.Errorf("all-columns client: %q %v", line, err)
-		}
-		times = append(times, took)
-	}
-	res.ready = pct(times, 50)
-	return res, nil
+		return started{
+			pid: cmd.Process.Pid,
+			ready: func() error {
+				line, err := bufio.NewReader(stdout).ReadString('\n')
+				if err != nil || line != "ready\n" {
+					return fmt.Errorf("all-columns client: %q %v", line, err)
+				}
+				return nil
+			},
+			stop: func() { stdin.Close(); _ = cmd.Wait() },
+		}, nil
+	})
 }
 
 // allColumns is what the all-columns client holds: the schema and every
