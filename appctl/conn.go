@@ -142,14 +142,13 @@ func (c *Conn) fail(err error) {
 func (c *Conn) readLoop() {
 	defer close(c.readerDone)
 	fr := newFrameReader(c.nc, c.opts.maxReply)
-	var scratch []byte
 	for {
 		frame, err := fr.next()
 		if err != nil {
 			c.fail(readError(err))
 			return
 		}
-		rep, err := decodeReply(frame, &scratch)
+		rep, err := decodeReply(frame)
 		if err != nil {
 			c.fail(err)
 			return
@@ -174,9 +173,6 @@ func (c *Conn) readLoop() {
 		case c.replies <- rep:
 		case <-c.done:
 			return
-		}
-		if cap(scratch) > keepBufSize {
-			scratch = nil
 		}
 	}
 }

@@ -3,17 +3,16 @@ package appctl
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
-	"unicode/utf16"
-	"unicode/utf8"
+	"strings"
 )
 
-// This file holds the wire format: requests are written without reflection,
-// and replies are split out of the stream and decoded by hand, so that a
-// round trip costs one allocation for the answer's text and a reply is
-// bounded before it is buffered.
+// This file holds the wire format. Replies are split out of the stream by
+// hand, so that a reply is bounded before it is buffered, and each is then
+// decoded by encoding/json.
 
 const (
 	readChunk   = 4 << 10
@@ -164,379 +163,57 @@ type reply struct {
 	isError bool
 }
 
-// jsonKind is the type of a JSON value found in a reply.
-type jsonKind uint8
-
-const (
-	kindNone jsonKind = iota // absent
-	kindNull
-	kindString
-	kindOther     // number or boolean: kept as JSON text
-	kindComposite // object or array: kept as JSON text
-)
-
-type jsonValue struct {
-	kind jsonKind
-	raw  []byte // the value as it appears in the frame, quotes included
-}
-
-// decodeReply decodes one JSON-RPC 1.0 reply object. It accepts exactly
-// what encoding/json accepts, with exact member names and the last of
-// duplicate members winning. A string result or error is returned unquoted;
-// any other non-null value as its JSON text (OVS 3.4+ answers with an object
-// in its JSON output mode). scratch is reused to unquote strings.
-func decodeReply(frame []byte, scratch *[]byte) (reply, error) {
-	var id, result, errv, method jsonValue
-	composite := false
-	i := skipSpace(frame, 0)
-	if i == len(frame) || frame[i] != '{' {
-		return reply{}, malformed("not a JSON object")
-	}
-	i = skipSpace(frame, i+1)
-	if i < len(frame) && frame[i] == '}' {
-		i++
-	} else {
-		for {
-			if i == len(frame) || frame[i] != '"' {
-				return reply{}, malformed("object member without a name")
-			}
-			end, plain, ok := scanString(frame, i)
-			if !ok {
-				return reply{}, malformed("bad string")
-			}
-			key := frame[i+1 : end-1]
-			if !plain {
-				key = unquote(frame[i:end], (*scratch)[:0])
-				*scratch = key
-			}
-			var slot *jsonValue
-			switch string(key) {
-			case "id":
-				slot = &id
-			case "result":
-				slot = &result
-			case "error":
-				slot = &errv
-			case "method":
-				slot = &method
-			}
-			i = skipSpace(frame, end)
-			if i == len(frame) || frame[i] != ':' {
-				return reply{}, malformed("member without a value")
-			}
-			i = skipSpace(frame, i+1)
-			v, end, ok := scanValue(frame, i)
-			if !ok {
-				return reply{}, malformed("bad value")
-			}
-			if slot != nil {
-				*slot = v
-			}
-			composite = composite || v.kind == kindComposite
-			i = skipSpace(frame, end)
-			if i == len(frame) {
-				return reply{}, malformed("unterminated object")
-			}
-			if frame[i] == '}' {
-				i++
-				break
-			}
-			if frame[i] != ',' {
-				return reply{}, malformed("expected , or }")
-			}
-			i = skipSpace(frame, i+1)
+// decodeReply decodes one JSON-RPC 1.0 reply object. It decodes into a map,
+// not a struct, so that member names match exactly rather than ignoring case;
+// the last of duplicate members wins. A string result or error is returned unquoted; any
+// other non-null value as its JSON text (OVS 3.4+ answers with an object in
+// its JSON output mode).
+func decodeReply(frame []byte) (reply, error) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(frame, &m); err != nil {
+		if _, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+			return reply{}, fmt.Errorf("%w: not a JSON object", ErrMalformed)
 		}
+		return reply{}, fmt.Errorf("%w: not valid JSON: %v", ErrMalformed, err)
 	}
-	if skipSpace(frame, i) != len(frame) {
-		return reply{}, malformed("data after the object")
+	if m == nil { // the frame was null
+		return reply{}, fmt.Errorf("%w: not a JSON object", ErrMalformed)
 	}
-	// encoding/json checks nested values as part of the whole, which also
-	// bounds their nesting depth.
-	if composite && !json.Valid(frame) {
-		return reply{}, malformed("bad nested value")
+	if method := m["method"]; !isNull(method) {
+		return reply{}, fmt.Errorf("%w: server sent a request (method %s), not a reply", ErrMalformed, truncate(method))
 	}
-
-	if method.kind > kindNull {
-		return reply{}, fmt.Errorf("%w: server sent a request (method %s), not a reply", ErrMalformed, truncate(method.raw))
-	}
-	if !isDigits(id.raw) {
-		return reply{}, fmt.Errorf("%w: reply id %s is not a request id", ErrMalformed, truncate(id.raw))
-	}
-	n, err := strconv.ParseUint(string(id.raw), 10, 64)
+	// ParseUint takes nothing but digits, so a string, negative, fractional
+	// or null id fails here.
+	id, err := strconv.ParseUint(string(m["id"]), 10, 64)
 	if err != nil {
-		return reply{}, fmt.Errorf("%w: reply id %s is not a request id", ErrMalformed, truncate(id.raw))
+		return reply{}, fmt.Errorf("%w: reply id %s is not a request id", ErrMalformed, truncate(m["id"]))
 	}
-	r := reply{id: n}
-	v := result
-	if errv.kind > kindNull {
-		v, r.isError = errv, true
-	} else if result.kind <= kindNull {
+	r := reply{id: id}
+	v := m["result"]
+	if e := m["error"]; !isNull(e) {
+		v, r.isError = e, true
+	} else if isNull(v) {
 		return reply{}, fmt.Errorf("%w: reply has neither result nor error", ErrMalformed)
 	}
-	if v.kind == kindString {
-		b := unquote(v.raw, (*scratch)[:0])
-		*scratch = b
-		if r.isError {
-			b = bytes.TrimSpace(b)
-		}
-		r.text = string(b)
-	} else {
-		r.text = string(v.raw) // a number, boolean, object or array
+	if v[0] != '"' {
+		r.text = string(v) // a number, boolean, object or array
+		return r, nil
+	}
+	if err := json.Unmarshal(v, &r.text); err != nil { // cannot fail: the frame was valid JSON
+		return reply{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if r.isError {
+		r.text = strings.TrimSpace(r.text)
 	}
 	return r, nil
 }
 
-func malformed(what string) error {
-	return fmt.Errorf("%w: %s", ErrMalformed, what)
+// isNull says whether a member is absent or null.
+func isNull(v json.RawMessage) bool {
+	return v == nil || string(v) == "null"
 }
 
-func skipSpace(b []byte, i int) int {
-	for i < len(b) {
-		switch b[i] {
-		case ' ', '\t', '\r', '\n':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
-func isDigits(b []byte) bool {
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return false
-		}
-	}
-	return len(b) > 0
-}
-
-// scanValue finds the end of the JSON value at b[i:] and checks it.
-func scanValue(b []byte, i int) (jsonValue, int, bool) {
-	if i == len(b) {
-		return jsonValue{}, i, false
-	}
-	switch c := b[i]; {
-	case c == '"':
-		end, _, ok := scanString(b, i)
-		return jsonValue{kind: kindString, raw: b[i:end]}, end, ok
-	case c == 'n':
-		ok := bytes.HasPrefix(b[i:], []byte("null"))
-		return jsonValue{kind: kindNull, raw: b[i : i+4*btoi(ok)]}, i + 4, ok
-	case c == 't':
-		ok := bytes.HasPrefix(b[i:], []byte("true"))
-		return jsonValue{kind: kindOther, raw: b[i : i+4*btoi(ok)]}, i + 4, ok
-	case c == 'f':
-		ok := bytes.HasPrefix(b[i:], []byte("false"))
-		return jsonValue{kind: kindOther, raw: b[i : i+5*btoi(ok)]}, i + 5, ok
-	case c == '-' || (c >= '0' && c <= '9'):
-		end, ok := scanNumber(b, i)
-		return jsonValue{kind: kindOther, raw: b[i:end]}, end, ok
-	case c == '{' || c == '[':
-		// Nested values are rare in replies: only their end is found here,
-		// and the caller has encoding/json check them.
-		end, ok := scanComposite(b, i)
-		return jsonValue{kind: kindComposite, raw: b[i:end]}, end, ok
-	}
-	return jsonValue{}, i, false
-}
-
-func btoi(ok bool) int {
-	if ok {
-		return 1
-	}
-	return 0
-}
-
-// scanString checks the string starting at b[i] (a quote) and returns the
-// index after its closing quote, and whether its content needs no unquoting
-// (no escapes, valid UTF-8).
-func scanString(b []byte, i int) (end int, plain, ok bool) {
-	plain = true
-	for i++; i < len(b); {
-		c := b[i]
-		switch {
-		case c == '"':
-			return i + 1, plain, true
-		case c < 0x20:
-			return i, false, false
-		case c == '\\':
-			plain = false
-			if i+1 == len(b) {
-				return i, false, false
-			}
-			switch b[i+1] {
-			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				i += 2
-			case 'u':
-				if i+6 > len(b) || !isHex4(b[i+2:i+6]) {
-					return i, false, false
-				}
-				i += 6
-			default:
-				return i, false, false
-			}
-		case c < utf8.RuneSelf:
-			i++
-		default:
-			r, size := utf8.DecodeRune(b[i:])
-			if r == utf8.RuneError && size == 1 {
-				plain = false
-			}
-			i += size
-		}
-	}
-	return i, false, false
-}
-
-func isHex4(b []byte) bool {
-	for _, c := range b[:4] {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return false
-		}
-	}
-	return true
-}
-
-func hex4(b []byte) rune {
-	var r rune
-	for _, c := range b[:4] {
-		switch {
-		case c <= '9':
-			c -= '0'
-		case c <= 'F':
-			c -= 'A' - 10
-		default:
-			c -= 'a' - 10
-		}
-		r = r<<4 | rune(c)
-	}
-	return r
-}
-
-// unquote appends the content of the checked string s (quotes included) to
-// dst, resolving escapes the way encoding/json does: invalid UTF-8 and lone
-// surrogates become U+FFFD.
-func unquote(s []byte, dst []byte) []byte {
-	s = s[1 : len(s)-1]
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c == '\\' {
-			switch e := s[i+1]; e {
-			case 'b':
-				dst = append(dst, '\b')
-			case 'f':
-				dst = append(dst, '\f')
-			case 'n':
-				dst = append(dst, '\n')
-			case 'r':
-				dst = append(dst, '\r')
-			case 't':
-				dst = append(dst, '\t')
-			case 'u':
-				r := hex4(s[i+2:])
-				i += 6
-				if utf16.IsSurrogate(r) {
-					r2 := rune(-1)
-					if i+6 <= len(s) && s[i] == '\\' && s[i+1] == 'u' {
-						r2 = hex4(s[i+2:])
-					}
-					if d := utf16.DecodeRune(r, r2); d != utf8.RuneError {
-						r = d
-						i += 6
-					} else {
-						r = utf8.RuneError
-					}
-				}
-				dst = utf8.AppendRune(dst, r)
-				continue
-			default: // " \ /
-				dst = append(dst, e)
-			}
-			i += 2
-			continue
-		}
-		if c < utf8.RuneSelf {
-			dst = append(dst, c)
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRune(s[i:])
-		dst = utf8.AppendRune(dst, r)
-		i += size
-	}
-	return dst
-}
-
-// scanNumber checks the JSON number at b[i:] and returns its end.
-func scanNumber(b []byte, i int) (int, bool) {
-	if b[i] == '-' {
-		i++
-	}
-	switch {
-	case i == len(b):
-		return i, false
-	case b[i] == '0':
-		i++
-	case b[i] >= '1' && b[i] <= '9':
-		i = skipDigits(b, i)
-	default:
-		return i, false
-	}
-	if i < len(b) && b[i] == '.' {
-		j := skipDigits(b, i+1)
-		if j == i+1 {
-			return j, false
-		}
-		i = j
-	}
-	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
-		i++
-		if i < len(b) && (b[i] == '+' || b[i] == '-') {
-			i++
-		}
-		j := skipDigits(b, i)
-		if j == i {
-			return j, false
-		}
-		i = j
-	}
-	return i, true
-}
-
-func skipDigits(b []byte, i int) int {
-	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
-		i++
-	}
-	return i
-}
-
-// scanComposite finds the end of the object or array at b[i:] by nesting
-// alone; the caller checks the content.
-func scanComposite(b []byte, i int) (int, bool) {
-	depth := 0
-	for i < len(b) {
-		switch b[i] {
-		case '"':
-			end, _, ok := scanString(b, i)
-			if !ok {
-				return end, false
-			}
-			i = end
-			continue
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				return i + 1, true
-			}
-		}
-		i++
-	}
-	return i, false
-}
-
+// truncate quotes at most 40 bytes of a value in an error message.
 func truncate(b []byte) string {
 	if len(b) > 40 {
 		return string(b[:40]) + "..."
@@ -547,47 +224,15 @@ func truncate(b []byte) string {
 	return string(b)
 }
 
-// appendRequest writes {"id":N,"method":M,"params":[...]}.
+// appendRequest appends {"id":N,"method":M,"params":[...]}.
 func appendRequest(b []byte, method string, args []string, id uint64) []byte {
-	b = append(b, `{"id":`...)
-	b = strconv.AppendUint(b, id, 10)
-	b = append(b, `,"method":`...)
-	b = appendJSONString(b, method)
-	b = append(b, `,"params":[`...)
-	for i, a := range args {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, a)
+	if args == nil {
+		args = []string{} // params is an array, never null
 	}
-	return append(b, "]}"...)
-}
-
-// appendJSONString appends s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
+	req, _ := json.Marshal(struct { // cannot fail for these types
+		ID     uint64   `json:"id"`
+		Method string   `json:"method"`
+		Params []string `json:"params"`
+	}{id, method, args})
+	return append(b, req...)
 }
