@@ -3,7 +3,9 @@ package ovstest
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,20 +23,65 @@ const schemaPath = "/usr/share/openvswitch/vswitch.ovsschema"
 // maxSocketPath is the longest path a unix socket can bind to (sun_path).
 const maxSocketPath = 107
 
+// Mode says where ovs-vswitchd runs.
+type Mode int
+
+const (
+	// Host runs ovs-vswitchd in the test's own pid namespace, as on a host
+	// or under systemd: its pidfile names it, and each start has a new pid.
+	Host Mode = iota
+	// PidNS runs ovs-vswitchd in a pid namespace of its own (`unshare --pid
+	// --fork --mount-proc`), as in a container: it is pid 1 there, so its
+	// pidfile says 1 and its socket is ovs-vswitchd.1.ctl on every start. In
+	// the test's namespace, 1 names another process (init): tests must never
+	// signal the pidfile's pid, only what the sandbox spawned.
+	PidNS
+)
+
+// Modes lists every mode; restart tests run in each.
+var Modes = []Mode{Host, PidNS}
+
+func (m Mode) String() string {
+	if m == PidNS {
+		return "pidns"
+	}
+	return "host"
+}
+
+// ForEachMode runs f as a subtest in each mode.
+func ForEachMode(t *testing.T, f func(t *testing.T, mode Mode)) {
+	t.Helper()
+	for _, m := range Modes {
+		t.Run(m.String(), func(t *testing.T) { f(t, m) })
+	}
+}
+
 // Sandbox is one test's private Open vSwitch.
 type Sandbox struct {
-	t   testing.TB
-	Dir string
+	t    testing.TB
+	Dir  string
+	mode Mode
 
 	mu       sync.Mutex
 	ovsdb    *proc
 	vswitchd *proc
 }
 
-// proc is a daemon this sandbox started and therefore may stop.
+// proc is a daemon this sandbox started and therefore may stop. For an
+// ovs-vswitchd in its own pid namespace, cmd is the unshare process and
+// child the ovs-vswitchd it forked (its pid in the test's namespace).
 type proc struct {
 	cmd    *exec.Cmd
+	child  int
 	exited chan struct{}
+}
+
+// target is the process signals go to: ovs-vswitchd itself.
+func (p *proc) target() int {
+	if p.child != 0 {
+		return p.child
+	}
+	return p.cmd.Process.Pid
 }
 
 func (p *proc) alive() bool {
@@ -63,11 +110,41 @@ func Require(t testing.TB) {
 	}
 }
 
-// New starts nothing yet: it prepares an empty sandbox folder. Most tests want
-// Start instead.
-func New(t testing.TB) *Sandbox {
+// RequireMode is Require, plus what the mode needs: a pid namespace takes
+// root (CAP_SYS_ADMIN) and unshare(1).
+func RequireMode(t testing.TB, mode Mode) {
 	t.Helper()
 	Require(t)
+	if mode != PidNS {
+		return
+	}
+	why := ""
+	if _, err := exec.LookPath("unshare"); err != nil {
+		why = "unshare(1) not found (util-linux)"
+	} else if os.Geteuid() != 0 {
+		why = "a pid namespace needs root"
+	}
+	if why == "" {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%s: CI must run the pid-namespace tests", why)
+	}
+	t.Skipf("%s: skipping the pid-namespace mode", why)
+}
+
+// New starts nothing yet: it prepares an empty sandbox folder, with
+// ovs-vswitchd to run in the test's pid namespace. Most tests want Start
+// instead.
+func New(t testing.TB) *Sandbox {
+	t.Helper()
+	return NewIn(t, Host)
+}
+
+// NewIn is New with ovs-vswitchd to run in mode.
+func NewIn(t testing.TB, mode Mode) *Sandbox {
+	t.Helper()
+	RequireMode(t, mode)
 	dir := t.TempDir()
 	// ovs-vswitchd.<pid>.ctl must fit in sun_path; t.TempDir can be long.
 	if len(dir)+len("/ovs-vswitchd.4194304.ctl") > maxSocketPath {
@@ -78,7 +155,7 @@ func New(t testing.TB) *Sandbox {
 		}
 		t.Cleanup(func() { os.RemoveAll(dir) })
 	}
-	s := &Sandbox{t: t, Dir: dir}
+	s := &Sandbox{t: t, Dir: dir, mode: mode}
 	t.Cleanup(s.stopAll)
 	s.run("ovsdb-tool", "create", s.path("conf.db"), schemaPath)
 	return s
@@ -88,7 +165,13 @@ func New(t testing.TB) *Sandbox {
 // given netdev bridges configured.
 func Start(t testing.TB, bridges ...string) *Sandbox {
 	t.Helper()
-	s := New(t)
+	return StartIn(t, Host, bridges...)
+}
+
+// StartIn is Start with ovs-vswitchd running in mode.
+func StartIn(t testing.TB, mode Mode, bridges ...string) *Sandbox {
+	t.Helper()
+	s := NewIn(t, mode)
 	s.StartOVSDB()
 	s.StartVSwitchd()
 	for _, br := range bridges {
@@ -141,20 +224,100 @@ func (s *Sandbox) StartOVSDB() {
 	})
 }
 
-// StartVSwitchd starts ovs-vswitchd and waits until its pidfile names it. It
-// returns the new pid. Bridges may not be configured yet when it returns.
+// Mode is where this sandbox runs ovs-vswitchd.
+func (s *Sandbox) Mode() Mode { return s.mode }
+
+// StartVSwitchd starts ovs-vswitchd and waits until it answers on the control
+// socket its pidfile names (not merely until the socket file exists: it is
+// bound before it listens, and a connection in between is refused). It
+// returns the pid the pidfile holds, which is 1 in PidNS mode. Bridges may not
+// be configured yet when it returns.
 func (s *Sandbox) StartVSwitchd() int {
 	s.t.Helper()
-	pid := s.StartVSwitchdNoWait()
-	s.Eventually(10*time.Second, "ovs-vswitchd pidfile", func() bool {
-		b, err := os.ReadFile(s.path("ovs-vswitchd.pid"))
-		return err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(pid)
+	s.StartVSwitchdNoWait()
+	var pid int
+	s.Eventually(20*time.Second, "the new ovs-vswitchd answering on its control socket", func() bool {
+		pid = s.answeringPID()
+		return pid != 0
 	})
 	return pid
 }
 
-// StartVSwitchdNoWait starts ovs-vswitchd and returns its pid at once, for
-// tests of what happens while it starts.
+// answeringPID returns the pidfile's pid once the process this sandbox
+// started last answers "version" on the socket that pid names; else 0.
+func (s *Sandbox) answeringPID() int {
+	s.mu.Lock()
+	p := s.vswitchd
+	s.mu.Unlock()
+	if p == nil || !p.alive() {
+		return 0
+	}
+	if s.mode == PidNS && p.child == 0 {
+		p.child = childOf(p.cmd.Process.Pid)
+		if p.child == 0 {
+			return 0
+		}
+	}
+	b, err := os.ReadFile(s.path("ovs-vswitchd.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0
+	}
+	if answers(s.path("ovs-vswitchd."+strconv.Itoa(pid)+".ctl"), p.target()) {
+		return pid
+	}
+	return 0
+}
+
+// childOf returns the first child of pid, or 0.
+func childOf(pid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	c, _ := strconv.Atoi(f[0])
+	return c
+}
+
+// answers reports whether the process hostPID (in this pid namespace)
+// listens on socket and answers a unixctl "version" request there.
+func answers(socket string, hostPID int) bool {
+	c, err := net.DialTimeout("unix", socket, time.Second)
+	if err != nil {
+		return false
+	}
+	defer c.Close()
+	raw, err := c.(*net.UnixConn).SyscallConn()
+	if err != nil {
+		return false
+	}
+	var cred *syscall.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	}); err != nil || cerr != nil || int(cred.Pid) != hostPID {
+		return false
+	}
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte(`{"id":0,"method":"version","params":[]}`)); err != nil {
+		return false
+	}
+	var reply struct {
+		Result *string `json:"result"`
+	}
+	return json.NewDecoder(c).Decode(&reply) == nil && reply.Result != nil
+}
+
+// StartVSwitchdNoWait starts ovs-vswitchd and returns at once, for tests of
+// what happens while it starts, with the pid its pidfile will hold (1 in
+// PidNS mode).
 func (s *Sandbox) StartVSwitchdNoWait() int {
 	s.t.Helper()
 	s.mu.Lock()
@@ -163,25 +326,57 @@ func (s *Sandbox) StartVSwitchdNoWait() int {
 		s.t.Fatal("ovs-vswitchd already running")
 	}
 	s.mu.Unlock()
-	p := s.spawn("ovs-vswitchd", "unix:"+s.DBSocket(),
+	args := []string{"unix:" + s.DBSocket(),
 		"--enable-dummy=override", "--disable-system",
-		"--pidfile="+s.path("ovs-vswitchd.pid"),
-		"--log-file="+s.path("ovs-vswitchd.log"),
-		"-vconsole:off", "--no-chdir")
+		"--pidfile=" + s.path("ovs-vswitchd.pid"),
+		"--log-file=" + s.path("ovs-vswitchd.log"),
+		"-vconsole:off", "--no-chdir"}
+	name := "ovs-vswitchd"
+	if s.mode == PidNS {
+		// --kill-child: ovs-vswitchd dies with unshare, so nothing outlives
+		// the sandbox's cleanup.
+		args = append([]string{"--pid", "--fork", "--mount-proc", "--kill-child", name}, args...)
+		name = "unshare"
+	}
+	p := s.spawn(name, args...)
 	s.mu.Lock()
 	s.vswitchd = p
 	s.mu.Unlock()
+	if s.mode == PidNS {
+		return 1
+	}
 	return p.cmd.Process.Pid
 }
 
-// VSwitchdPID is the pid of the ovs-vswitchd this sandbox started last, or 0.
+// VSwitchdPID is the pid that the pidfile of the running ovs-vswitchd holds
+// (1 in PidNS mode), or 0 when none runs. Never signal it: in PidNS mode it
+// names another process in the test's namespace.
 func (s *Sandbox) VSwitchdPID() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.vswitchd == nil || !s.vswitchd.alive() {
+	if s.VSwitchdHostPID() == 0 {
 		return 0
 	}
-	return s.vswitchd.cmd.Process.Pid
+	if s.mode == PidNS {
+		return 1
+	}
+	return s.VSwitchdHostPID()
+}
+
+// VSwitchdHostPID is the pid, in the test's pid namespace, of the running
+// ovs-vswitchd that this sandbox started, or 0.
+func (s *Sandbox) VSwitchdHostPID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.vswitchd
+	if p == nil || !p.alive() {
+		return 0
+	}
+	if s.mode == PidNS && p.child == 0 {
+		p.child = childOf(p.cmd.Process.Pid)
+	}
+	if s.mode == PidNS {
+		return p.child
+	}
+	return p.cmd.Process.Pid
 }
 
 // OVSDBPID is the pid of the running ovsdb-server, or 0.
@@ -201,13 +396,33 @@ func (s *Sandbox) StopVSwitchd() { s.stop(&s.vswitchd, syscall.SIGTERM) }
 // a crash would, and waits for it to exit.
 func (s *Sandbox) KillVSwitchd() { s.stop(&s.vswitchd, syscall.SIGKILL) }
 
+// ExitVSwitchd asks ovs-vswitchd to exit over its control socket
+// (`ovs-appctl exit`) and waits for it to exit.
+func (s *Sandbox) ExitVSwitchd() {
+	s.t.Helper()
+	s.mu.Lock()
+	p := s.vswitchd
+	s.mu.Unlock()
+	if p == nil || !p.alive() {
+		s.t.Fatal("ovs-vswitchd is not running")
+	}
+	socket := s.path("ovs-vswitchd." + strconv.Itoa(s.VSwitchdPID()) + ".ctl")
+	s.run("ovs-appctl", "-t", socket, "exit")
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		s.t.Fatal("ovs-vswitchd did not exit after ovs-appctl exit")
+	}
+}
+
 // StopOVSDB stops ovsdb-server (SIGTERM) and waits for it to exit.
 func (s *Sandbox) StopOVSDB() { s.stop(&s.ovsdb, syscall.SIGTERM) }
 
 // KillOVSDB SIGKILLs ovsdb-server and waits for it to exit.
 func (s *Sandbox) KillOVSDB() { s.stop(&s.ovsdb, syscall.SIGKILL) }
 
-// RestartVSwitchd stops ovs-vswitchd and starts a new one; it returns the new pid.
+// RestartVSwitchd stops ovs-vswitchd and starts a new one; it returns the
+// new pidfile pid (the same 1 again in PidNS mode).
 func (s *Sandbox) RestartVSwitchd() int {
 	s.t.Helper()
 	s.StopVSwitchd()
@@ -223,7 +438,10 @@ func (s *Sandbox) SignalVSwitchd(sig syscall.Signal) {
 	if p == nil || !p.alive() {
 		s.t.Fatal("ovs-vswitchd is not running")
 	}
-	if err := p.cmd.Process.Signal(sig); err != nil {
+	if s.mode == PidNS && s.VSwitchdHostPID() == 0 {
+		s.t.Fatal("ovs-vswitchd's process in its pid namespace is not known yet")
+	}
+	if err := syscall.Kill(p.target(), sig); err != nil {
 		s.t.Fatalf("signal ovs-vswitchd: %v", err)
 	}
 }
@@ -341,12 +559,20 @@ func (s *Sandbox) stop(pp **proc, sig syscall.Signal) {
 	if p == nil || !p.alive() {
 		return
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGCONT) // a stopped process cannot act on SIGTERM
-	_ = p.cmd.Process.Signal(sig)
+	if p.cmd.Args[0] == "unshare" && p.child == 0 {
+		p.child = childOf(p.cmd.Process.Pid)
+	}
+	// Signals go to the process this sandbox spawned (for a pid namespace,
+	// the ovs-vswitchd that unshare forked, checked to be its child), never
+	// to a pid read from a pidfile.
+	target := p.target()
+	_ = syscall.Kill(target, syscall.SIGCONT) // a stopped process cannot act on SIGTERM
+	_ = syscall.Kill(target, sig)
 	select {
 	case <-p.exited:
 	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
+		// The whole process group: unshare and what it forked.
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 		<-p.exited
 	}
 }
@@ -375,5 +601,5 @@ func tail(s string, n int) string {
 
 // String describes the sandbox for test logs.
 func (s *Sandbox) String() string {
-	return fmt.Sprintf("ovs sandbox %s (ovsdb-server %d, ovs-vswitchd %d)", s.Dir, s.OVSDBPID(), s.VSwitchdPID())
+	return fmt.Sprintf("ovs sandbox %s (%s mode, ovsdb-server %d, ovs-vswitchd %d)", s.Dir, s.mode, s.OVSDBPID(), s.VSwitchdHostPID())
 }
