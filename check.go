@@ -50,7 +50,13 @@ func (o *checkOptions) run(ctx context.Context, stdout io.Writer) error {
 		ctx, cancel = context.WithTimeout(ctx, o.timeout)
 		defer cancel()
 	}
-	s, complete, err := gate.Evaluate(ctx, o.config())
+	cfg := o.config()
+	if o.timeout > 0 {
+		// Leave time within --timeout to tell a stalled ovs-vswitchd busy
+		// from hung, rather than end on "no answer yet".
+		cfg.CallTimeout = min(gate.DefaultCallTimeout, o.timeout/2)
+	}
+	s, complete, err := gate.Evaluate(ctx, cfg)
 	if err != nil {
 		return fatalError(err)
 	}
@@ -93,7 +99,11 @@ func printTable(w io.Writer, s gate.Status) {
 	}
 	fmt.Fprintf(tw, "OVSDB\t%s\t%s\n", s.OVSDB.Endpoint, conn)
 	if s.VSwitchd.PID != 0 {
-		fmt.Fprintf(tw, "ovs-vswitchd\tpid %d\tversion %s\n", s.VSwitchd.PID, s.VSwitchd.Version)
+		since := ""
+		if s.VSwitchd.Since != nil {
+			since = "since " + s.VSwitchd.Since.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "ovs-vswitchd\tpid %d\tversion %s\t%s\n", s.VSwitchd.PID, s.VSwitchd.Version, since)
 	} else {
 		fmt.Fprintf(tw, "ovs-vswitchd\tnot reachable\t\n")
 	}

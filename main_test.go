@@ -231,9 +231,10 @@ func TestWaitSucceedsOnceBridgeAppears(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
 	// Between "does not exist" and ready, OVSDB may show the row before its
-	// datapath ID: one more state, one more line, never a repeated one.
+	// datapath ID, and the features may be in flight for a moment: each is
+	// one more state, one more line, never a repeated one.
 	assert.GreaterOrEqual(t, len(lines), 2)
-	assert.LessOrEqual(t, len(lines), 3, "one line per state change, then the last line: %q", lines)
+	assert.LessOrEqual(t, len(lines), 4, "one line per state change, then the last line: %q", lines)
 	for i := 1; i < len(lines); i++ {
 		assert.NotEqual(t, lines[i-1], lines[i], "a line repeated without a state change")
 	}
@@ -316,72 +317,128 @@ func (d *daemon) readFile(t *testing.T) (gate.Status, bool) {
 }
 
 // TestServeEndToEnd runs the binary the way kubelet (HTTP) and a CNI agent
-// (the status file) use it.
+// (the status file) use it, with ovs-vswitchd on the host and in a pid
+// namespace of its own.
 func TestServeEndToEnd(t *testing.T) {
-	s := ovstest.Start(t, "br-int")
-	d := startServe(t, s)
-	pid := s.VSwitchdPID()
+	ovstest.ForEachMode(t, func(t *testing.T, mode ovstest.Mode) {
+		s := ovstest.StartIn(t, mode, "br-int")
+		d := startServe(t, s)
+		pid := s.VSwitchdPID()
 
-	s.Eventually(10*time.Second, "/readyz 200", func() bool {
-		code, _ := d.get(t, "http://"+d.probe+"/readyz")
-		return code == 200
-	})
-	s.Eventually(5*time.Second, "status file ready", func() bool {
+		s.Eventually(10*time.Second, "/readyz 200", func() bool {
+			code, _ := d.get(t, "http://"+d.probe+"/readyz")
+			return code == 200
+		})
+		var first gate.Status
+		s.Eventually(5*time.Second, "status file ready", func() bool {
+			var ok bool
+			first, ok = d.readFile(t)
+			return ok && first.Ready && first.VSwitchd.PID == pid
+		})
+		require.NotNil(t, first.VSwitchd.Since, "vswitchd.since names the instance")
+		code, body := d.get(t, "http://"+d.probe+"/livez")
+		assert.Equal(t, 200, code)
+		assert.Equal(t, "ok\n", body)
+		code, body = d.get(t, "http://"+d.probe+"/readyz?verbose")
+		assert.Equal(t, 200, code)
+		assert.Equal(t, "[+]ovsdb ok\n[+]vswitchd ok\n[+]datapath/br-int ok\n[+]features/br-int ok\nreadyz check passed\n", body)
+		code, body = d.get(t, "http://"+d.probe+"/status")
+		assert.Equal(t, 200, code)
+		var st gate.Status
+		require.NoError(t, json.Unmarshal([]byte(body), &st))
+		assert.True(t, st.Ready)
+		var raw struct {
+			VSwitchd map[string]any `json:"vswitchd"`
+		}
+		require.NoError(t, json.Unmarshal([]byte(body), &raw))
+		since, _ := raw.VSwitchd["since"].(string)
+		_, err := time.Parse(time.RFC3339, since)
+		assert.NoError(t, err, "since is RFC 3339: %q", since)
+		assert.True(t, strings.HasSuffix(since, "Z"), "since is UTC: %q", since)
+		code, body = d.get(t, "http://"+d.metrics+"/metrics")
+		assert.Equal(t, 200, code)
+		assert.Contains(t, body, "\novsgate_ready 1\n")
+		assert.Contains(t, body, `ovsgate_bridge_ready{bridge="br-int"} 1`)
+		assert.Contains(t, body, "ovsgate_appctl_request_duration_seconds_bucket")
+		assert.Contains(t, body, "\novsgate_vswitchd_busy 0\n")
+		assert.Contains(t, body, "\novsgate_vswitchd_hung 0\n")
+		assert.Contains(t, body, "go_goroutines")
+
+		s.KillVSwitchd()
+		s.Eventually(2*time.Second, "/readyz 503 after ovs-vswitchd died", func() bool {
+			code, _ := d.get(t, "http://"+d.probe+"/readyz")
+			return code == 503
+		})
+		s.Eventually(2*time.Second, "status file not ready", func() bool {
+			st, ok := d.readFile(t)
+			return ok && !st.Ready
+		})
+		code, body = d.get(t, "http://"+d.probe+"/readyz/vswitchd")
+		assert.Equal(t, 503, code)
+		assert.Equal(t, fmt.Sprintf("[-]vswitchd failed: ovs-vswitchd (pid %d) exited\n", pid), body)
+
+		newPID := s.StartVSwitchd()
+		s.Eventually(10*time.Second, "ready on the new instance", func() bool {
+			st, ok := d.readFile(t)
+			return ok && st.Ready && st.VSwitchd.PID == newPID && st.VSwitchd.Since != nil && st.VSwitchd.Since.After(first.VSwitchd.Since.Time)
+		})
+		_, body = d.get(t, "http://"+d.metrics+"/metrics")
+		assert.Contains(t, body, "\novsgate_vswitchd_restarts_total 1\n")
+		// starting -> ready -> not ready -> ready
+		assert.Contains(t, body, "\novsgate_transitions_total 3\n")
+
+		require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
+		select {
+		case <-d.done:
+			require.NoError(t, d.err, "exit 0 after SIGTERM; stderr: %s", d.stderr.String())
+		case <-time.After(10 * time.Second):
+			t.Fatal("serve did not stop after SIGTERM")
+		}
 		st, ok := d.readFile(t)
-		return ok && st.Ready && st.VSwitchd.PID == pid
+		require.True(t, ok)
+		assert.False(t, st.Ready, "SIGTERM must leave ready: false")
+		assert.Equal(t, "ovsgate stopped", st.Reason)
 	})
-	code, body := d.get(t, "http://"+d.probe+"/livez")
-	assert.Equal(t, 200, code)
-	assert.Equal(t, "ok\n", body)
-	code, body = d.get(t, "http://"+d.probe+"/readyz?verbose")
-	assert.Equal(t, 200, code)
-	assert.Equal(t, "[+]ovsdb ok\n[+]vswitchd ok\n[+]datapath/br-int ok\n[+]features/br-int ok\nreadyz check passed\n", body)
-	code, body = d.get(t, "http://"+d.probe+"/status")
-	assert.Equal(t, 200, code)
-	var st gate.Status
-	require.NoError(t, json.Unmarshal([]byte(body), &st))
-	assert.True(t, st.Ready)
-	code, body = d.get(t, "http://"+d.metrics+"/metrics")
-	assert.Equal(t, 200, code)
-	assert.Contains(t, body, "\novsgate_ready 1\n")
-	assert.Contains(t, body, `ovsgate_bridge_ready{bridge="br-int"} 1`)
-	assert.Contains(t, body, "ovsgate_appctl_request_duration_seconds_bucket")
-	assert.Contains(t, body, "go_goroutines")
+}
 
-	s.KillVSwitchd()
-	s.Eventually(2*time.Second, "/readyz 503 after ovs-vswitchd died", func() bool {
-		code, _ := d.get(t, "http://"+d.probe+"/readyz")
-		return code == 503
-	})
-	s.Eventually(2*time.Second, "status file not ready", func() bool {
-		st, ok := d.readFile(t)
-		return ok && !st.Ready
-	})
-	code, body = d.get(t, "http://"+d.probe+"/readyz/vswitchd")
-	assert.Equal(t, 503, code)
-	assert.True(t, strings.HasPrefix(body, "[-]vswitchd failed: "), body)
+// A stopped ovs-vswitchd must not hide anything else: OVSDB shows connected
+// at once, and check names ovs-vswitchd as the one not answering, every
+// time, within its --timeout.
+func TestCheckAndServeWithStoppedVSwitchd(t *testing.T) {
+	ovstest.ForEachMode(t, func(t *testing.T, mode ovstest.Mode) {
+		s := ovstest.StartIn(t, mode, "br-int")
+		pid := s.VSwitchdPID()
+		s.SignalVSwitchd(syscall.SIGSTOP)
+		t.Cleanup(func() { s.SignalVSwitchd(syscall.SIGCONT) })
 
-	newPID := s.StartVSwitchd()
-	s.Eventually(10*time.Second, "ready on the new instance", func() bool {
-		st, ok := d.readFile(t)
-		return ok && st.Ready && st.VSwitchd.PID == newPID
-	})
-	_, body = d.get(t, "http://"+d.metrics+"/metrics")
-	assert.Contains(t, body, "\novsgate_vswitchd_restarts_total 1\n")
-	// starting -> ready -> not ready -> ready
-	assert.Contains(t, body, "\novsgate_transitions_total 3\n")
+		for i := 0; i < 3; i++ {
+			start := time.Now()
+			r := ovsgate(t, nil, append([]string{"check", "--timeout", "2s", "-o", "json"}, sandboxArgs(s)...)...)
+			assert.Equal(t, 1, r.code, r.stderr)
+			assert.Less(t, time.Since(start), 4*time.Second)
+			var st gate.Status
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &st), r.stdout)
+			assert.True(t, st.OVSDB.Connected)
+			c, _ := st.Check("ovsdb")
+			assert.True(t, c.OK)
+			assert.Equal(t, fmt.Sprintf("ovs-vswitchd (pid %d) is hung: not answering within 1s, and its main thread uses no CPU (stopped or deadlocked)", pid), st.Reason)
+		}
 
-	require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case <-d.done:
-		require.NoError(t, d.err, "exit 0 after SIGTERM; stderr: %s", d.stderr.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("serve did not stop after SIGTERM")
-	}
-	st, ok := d.readFile(t)
-	require.True(t, ok)
-	assert.False(t, st.Ready, "SIGTERM must leave ready: false")
-	assert.Equal(t, "ovsgate stopped", st.Reason)
+		d := startServe(t, s)
+		s.Eventually(2*time.Second, "[+]ovsdb while ovs-vswitchd is stopped", func() bool {
+			_, body := d.get(t, "http://"+d.probe+"/readyz?verbose")
+			return strings.Contains(body, "[+]ovsdb ok\n") && strings.Contains(body, "[-]vswitchd failed: ")
+		})
+		s.Eventually(10*time.Second, "hung, in the metrics", func() bool {
+			_, body := d.get(t, "http://"+d.metrics+"/metrics")
+			return strings.Contains(body, "\novsgate_vswitchd_hung 1\n")
+		})
+		s.SignalVSwitchd(syscall.SIGCONT)
+		s.Eventually(10*time.Second, "ready once it runs again", func() bool {
+			code, _ := d.get(t, "http://"+d.probe+"/readyz")
+			return code == 200
+		})
+	})
 }
 
 func TestServeMetricsDisabled(t *testing.T) {

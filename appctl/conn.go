@@ -48,6 +48,7 @@ func WithMaxReplySize(n int) Option {
 type Conn struct {
 	nc   net.Conn
 	opts options
+	peer int // see PeerPID
 
 	// turn holds the right to send: one call or batch is in flight at a
 	// time, and the server answers a connection's requests in order, so a
@@ -79,6 +80,7 @@ func Dial(ctx context.Context, socket string, opts ...Option) (*Conn, error) {
 	}
 	c := &Conn{
 		nc:         nc,
+		peer:       peerPID(nc),
 		opts:       o,
 		turn:       make(chan struct{}, 1),
 		wbuf:       make([]byte, 0, 128),
@@ -95,17 +97,44 @@ func dialError(ctx context.Context, socket string, err error) error {
 	case ctx.Err() != nil:
 		return &ctxError{op: "connect to " + socket, cause: ctx.Err()}
 	case errors.Is(err, syscall.ECONNREFUSED):
-		return fmt.Errorf("%w: %s refuses connections (process gone?)", ErrUnreachable, socket)
+		return fmt.Errorf("%w: %s", ErrRefused, socket)
 	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("%w: no control socket %s", ErrUnreachable, socket)
+		return fmt.Errorf("%w %s", ErrNoSocket, socket)
 	case errors.Is(err, os.ErrPermission):
-		return fmt.Errorf("%w: permission denied on %s", ErrUnreachable, socket)
+		return fmt.Errorf("%w on %s", ErrPermission, socket)
 	case isTimeout(err):
 		return &ctxError{op: "connect to " + socket, cause: context.DeadlineExceeded}
 	default:
-		return fmt.Errorf("%w: connect to %s: %v", ErrUnreachable, socket, err)
+		return fmt.Errorf("%w: connect to %s: %w", ErrUnreachable, socket, unwrapOp(err))
 	}
 }
+
+// peerPID asks the kernel which process listens on the other end of a unix
+// connection (SO_PEERCRED). The kernel translates the pid into this
+// process's pid namespace, and says 0 when that process is not visible here.
+func peerPID(nc net.Conn) int {
+	uc, ok := nc.(*net.UnixConn)
+	if !ok {
+		return 0
+	}
+	raw, err := uc.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	var cred *syscall.Ucred
+	_ = raw.Control(func(fd uintptr) {
+		cred, err = syscall.GetsockoptUcred(int(fd), syscall.SOL_SOCKET, syscall.SO_PEERCRED)
+	})
+	if err != nil || cred == nil {
+		return 0
+	}
+	return int(cred.Pid)
+}
+
+// PeerPID is the pid, in this process's pid namespace, of the process that
+// answers on the connection; 0 when it lives in a pid namespace not visible
+// from here (ovs-vswitchd in a container of its own, seen from another).
+func (c *Conn) PeerPID() int { return c.peer }
 
 // Done is closed once the connection is lost: the server closed it (for
 // instance because ovs-vswitchd exited), an I/O error, a timeout, or Close.
@@ -120,12 +149,10 @@ func (c *Conn) Err() error {
 
 // Close closes the connection and waits for its reader goroutine to stop.
 func (c *Conn) Close() error {
-	c.fail(errClosed)
+	c.fail(errLocalClose)
 	<-c.readerDone
 	return nil
 }
-
-var errClosed = fmt.Errorf("%w: connection closed", ErrUnreachable)
 
 // fail records the first reason the connection ended and closes it.
 func (c *Conn) fail(err error) {
@@ -179,15 +206,25 @@ func (c *Conn) readLoop() {
 
 func readError(err error) error {
 	switch {
-	case err == io.EOF:
-		return fmt.Errorf("%w: server closed the connection", ErrUnreachable)
+	case err == io.EOF || errors.Is(err, syscall.ECONNRESET):
+		return ErrClosed
 	case errors.Is(err, ErrMalformed):
 		return err
 	case errors.Is(err, net.ErrClosed):
-		return errClosed
+		return errLocalClose
 	default:
-		return fmt.Errorf("%w: read: %v", ErrUnreachable, err)
+		return fmt.Errorf("%w: read: %w", ErrUnreachable, unwrapOp(err))
 	}
+}
+
+// unwrapOp drops the *net.OpError around a system error: its text repeats
+// the socket path the caller already names.
+func unwrapOp(err error) error {
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		return oe.Err
+	}
+	return err
 }
 
 // Call sends one request and waits for its reply; ctx's deadline bounds the
@@ -281,8 +318,10 @@ func (c *Conn) roundTrip(ctx context.Context, reqs []Request) []Result {
 			err = &ctxError{op: reqs[0].Method, cause: cmp.Or(ctx.Err(), context.DeadlineExceeded)}
 		} else if e := c.Err(); e != nil {
 			err = e // closed under us: say why
+		} else if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			err = ErrClosed // the other end is gone: it exited
 		} else {
-			err = fmt.Errorf("%w: write %s: %v", ErrUnreachable, reqs[0].Method, err)
+			err = fmt.Errorf("%w: write %s: %w", ErrUnreachable, reqs[0].Method, unwrapOp(err))
 		}
 		c.fail(err)
 		return failRest(err)

@@ -300,7 +300,7 @@ func TestBrokenConversations(t *testing.T) {
 		{"oversized", func(req request, c net.Conn) { answer(c, req.ID, strings.Repeat("a", 5000), nil) },
 			[]Option{WithMaxReplySize(4096)}, ErrReplyTooLarge, "over 4096 bytes"},
 		{"closed without answer", func(_ request, c net.Conn) { c.Close() },
-			nil, ErrUnreachable, "server closed the connection"},
+			nil, ErrClosed, "connection closed by ovs-vswitchd"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -406,8 +406,17 @@ func TestIdleConnectionSeesServerExit(t *testing.T) {
 	assertOpen(t, c)
 	(<-closeIt).Close()
 	waitDone(t, c, "the server closed an idle connection")
+	assert.ErrorIs(t, c.Err(), ErrClosed, "what an exit looks like")
 	assert.ErrorIs(t, c.Err(), ErrUnreachable)
-	assert.Contains(t, c.Err().Error(), "server closed the connection")
+	assert.Equal(t, "connection closed by ovs-vswitchd", c.Err().Error())
+}
+
+// The kernel names the process on the other end of the connection, in this
+// pid namespace: for the fake server, this very process.
+func TestPeerPID(t *testing.T) {
+	s := newFakeServer(t, func(req request, c net.Conn) { answer(c, req.ID, "x", nil) })
+	c := dial(t, s)
+	assert.Equal(t, os.Getpid(), c.PeerPID())
 }
 
 func TestIdleConnectionUnsolicitedReply(t *testing.T) {
@@ -434,6 +443,7 @@ func TestClose(t *testing.T) {
 	require.NoError(t, c.Close())
 	waitDone(t, c, "Close")
 	assert.ErrorIs(t, c.Err(), ErrUnreachable)
+	assert.NotErrorIs(t, c.Err(), ErrClosed, "closed by us, not by ovs-vswitchd")
 	assert.Contains(t, c.Err().Error(), "connection closed")
 	_, err := c.Call(ctxTimeout(t, 5*time.Second), "version")
 	assert.ErrorIs(t, err, ErrUnreachable)
@@ -444,8 +454,9 @@ func TestClose(t *testing.T) {
 func TestDialErrors(t *testing.T) {
 	dir := shortTempDir(t)
 	_, err := Dial(ctxTimeout(t, 5*time.Second), filepath.Join(dir, "none.ctl"))
+	assert.ErrorIs(t, err, ErrNoSocket)
 	assert.ErrorIs(t, err, ErrUnreachable)
-	assert.Contains(t, err.Error(), "no control socket")
+	assert.Equal(t, "no control socket "+filepath.Join(dir, "none.ctl"), err.Error())
 
 	// A socket file nobody listens on: what a SIGKILLed ovs-vswitchd leaves.
 	path := filepath.Join(dir, "stale.ctl")
@@ -454,8 +465,9 @@ func TestDialErrors(t *testing.T) {
 	ln.(*net.UnixListener).SetUnlinkOnClose(false)
 	ln.Close()
 	_, err = Dial(ctxTimeout(t, 5*time.Second), path)
+	assert.ErrorIs(t, err, ErrRefused)
 	assert.ErrorIs(t, err, ErrUnreachable)
-	assert.Contains(t, err.Error(), "refuses connections")
+	assert.Equal(t, "control socket refuses connections: "+path, err.Error())
 
 	live := newFakeServer(t, func(request, net.Conn) {})
 	ctx, cancel := context.WithTimeout(context.Background(), -time.Second)
@@ -472,7 +484,7 @@ func TestDialPermissionDenied(t *testing.T) {
 	s := newFakeServer(t, func(request, net.Conn) {})
 	require.NoError(t, os.Chmod(s.path, 0))
 	_, err := Dial(ctxTimeout(t, 5*time.Second), s.path)
-	assert.ErrorIs(t, err, ErrUnreachable)
+	assert.ErrorIs(t, err, ErrPermission)
 	assert.Contains(t, err.Error(), "permission denied")
 }
 

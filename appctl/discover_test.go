@@ -1,6 +1,7 @@
 package appctl
 
 import (
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -27,22 +28,25 @@ func TestDiscover(t *testing.T) {
 		name     string
 		pidfile  string // "" for none
 		socket   string // "sock" listening, "file" a regular file, "stale" a socket nobody listens on, "" none
-		sockPID  int
 		want     bool
+		kind     error
 		contains string
 	}{
-		{name: "no pidfile", contains: "no pidfile"},
-		{name: "empty pidfile", pidfile: "\n", contains: `holds "", not a pid`},
-		{name: "garbage pidfile", pidfile: "not a pid\n", contains: `holds "not a pid", not a pid`},
-		{name: "negative pid", pidfile: "-3\n", contains: `holds "-3", not a pid`},
-		{name: "stale pid", pidfile: "DEAD\n", contains: "is not running (stale pidfile)"},
-		{name: "stale pid and socket left by a crash", pidfile: "DEAD\n", socket: "stale", contains: "is not running (stale pidfile)"},
-		{name: "live pid, no socket", pidfile: strconv.Itoa(live) + "\n", contains: "has no control socket"},
-		{name: "pid 1 (EPERM as non-root) counts as running", pidfile: "1\n", contains: "has no control socket"},
-		{name: "not a socket", pidfile: strconv.Itoa(live), socket: "file", contains: "is not a socket"},
+		{name: "no pidfile", kind: ErrNoPidfile, contains: "no pidfile "},
+		{name: "empty pidfile", pidfile: "\n", kind: ErrBadPidfile, contains: `holds "", not a pid`},
+		{name: "garbage pidfile", pidfile: "not a pid\n", kind: ErrBadPidfile, contains: `holds "not a pid", not a pid`},
+		{name: "negative pid", pidfile: "-3\n", kind: ErrBadPidfile, contains: `holds "-3", not a pid`},
+		{name: "stale pid, no socket", pidfile: "DEAD\n", kind: ErrNoSocket, contains: "no control socket "},
+		{name: "live pid, no socket", pidfile: strconv.Itoa(live) + "\n", kind: ErrNoSocket, contains: "no control socket "},
+		{name: "not a socket", pidfile: strconv.Itoa(live), socket: "file", kind: ErrNoSocket, contains: "is not a socket"},
 		{name: "found", pidfile: strconv.Itoa(live) + "\n", socket: "sock", want: true},
-		// In another pid namespace kill cannot see the pid, but the socket answers.
-		{name: "pid of another namespace with a live socket", pidfile: "DEAD", socket: "sock", want: true},
+		// Discover never asks the kernel about the pid: in a pid namespace
+		// of its own, ovs-vswitchd's pid names nothing here (or init), and
+		// only the socket tells. A socket left by a crash is found here,
+		// and Dial says that nobody listens.
+		{name: "pid of another namespace", pidfile: "DEAD", socket: "sock", want: true},
+		{name: "pid 1, as in a container", pidfile: "1\n", socket: "sock", want: true},
+		{name: "stale socket left by a crash", pidfile: "DEAD\n", socket: "stale", want: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -79,9 +83,13 @@ func TestDiscover(t *testing.T) {
 				assert.Equal(t, Target{PID: pid, Socket: socket}, target)
 				return
 			}
+			assert.ErrorIs(t, err, tt.kind)
 			assert.ErrorIs(t, err, ErrUnreachable)
 			assert.Contains(t, err.Error(), tt.contains)
-			assert.Equal(t, Target{}, target)
+			assert.Empty(t, target.Socket)
+			if tt.pidfile != "" && !errors.Is(err, ErrBadPidfile) {
+				assert.Equal(t, pid, target.PID, "the pid is known, for the reason")
+			}
 		})
 	}
 }

@@ -6,11 +6,30 @@ import (
 	"strings"
 )
 
-// Conditions callers branch on with errors.Is.
+// Conditions callers branch on with errors.Is. The kinds of ErrUnreachable
+// print only their own words, so that a reason built from them never says
+// "ovs-vswitchd" twice.
 var (
-	// ErrUnreachable: no pidfile, a stale pid, no socket, a refused
-	// connection, or a connection the server closed.
-	ErrUnreachable = errors.New("ovs-vswitchd unreachable")
+	// ErrUnreachable: no instance could be reached, or the connection to
+	// it was lost. Every error below up to ErrClosed is also ErrUnreachable.
+	ErrUnreachable = errors.New("unreachable")
+	// ErrNoPidfile: the run directory holds no ovs-vswitchd.pid.
+	ErrNoPidfile error = &kindOf{msg: "no pidfile", parent: ErrUnreachable}
+	// ErrBadPidfile: the pidfile holds something that is not a pid.
+	ErrBadPidfile error = &kindOf{msg: "bad pidfile", parent: ErrUnreachable}
+	// ErrNoSocket: the pidfile names a pid whose control socket is missing
+	// (ovs-vswitchd is starting, or the pidfile is stale).
+	ErrNoSocket error = &kindOf{msg: "no control socket", parent: ErrUnreachable}
+	// ErrRefused: the control socket exists but refuses connections: nobody
+	// listens (a crash left it behind), or ovs-vswitchd has bound it and not
+	// started listening yet.
+	ErrRefused error = &kindOf{msg: "control socket refuses connections", parent: ErrUnreachable}
+	// ErrPermission: the control socket may not be opened by this user.
+	ErrPermission error = &kindOf{msg: "permission denied", parent: ErrUnreachable}
+	// ErrClosed: ovs-vswitchd closed a held connection (end of stream or a
+	// reset), which it does when it exits.
+	ErrClosed error = &kindOf{msg: "connection closed by ovs-vswitchd", parent: ErrUnreachable}
+
 	// ErrTimeout: the deadline passed before the answer arrived.
 	ErrTimeout = errors.New("timed out")
 	// ErrMalformed: the answer is not a well-formed JSON-RPC reply to our
@@ -25,6 +44,10 @@ var (
 	// ErrNoSuchBridge: ovs-vswitchd has no such bridge, yet or at all.
 	ErrNoSuchBridge = errors.New("no such bridge")
 )
+
+// errLocalClose ends a connection closed by this side (Close, or a fault
+// that made the client give up on it).
+var errLocalClose error = &kindOf{msg: "connection closed", parent: ErrUnreachable}
 
 // kindOf is a sentinel that is also its parent.
 type kindOf struct {
@@ -46,7 +69,8 @@ func (e *ServerError) Error() string {
 	return e.Method + ": " + e.Text
 }
 
-// Is lets errors.Is recognise the answers that mean "not yet".
+// Is lets errors.Is recognise the answers that mean "not yet". unixctl
+// errors are free text: these are the words ovs-vswitchd uses for them.
 func (e *ServerError) Is(target error) bool {
 	switch target {
 	case ErrNotRegistered:

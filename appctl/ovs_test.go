@@ -108,52 +108,76 @@ func TestRealVSwitchd(t *testing.T) {
 }
 
 func TestHeldConnectionSeesExit(t *testing.T) {
-	for _, tt := range []struct {
-		name string
-		stop func(*ovstest.Sandbox)
-		// What Discover says about the old instance: a clean exit removes
-		// the pidfile, SIGKILL leaves it (and the socket) behind.
-		discover string
-	}{
-		{"StopVSwitchd", (*ovstest.Sandbox).StopVSwitchd, "no pidfile"},
-		{"KillVSwitchd", (*ovstest.Sandbox).KillVSwitchd, "stale pidfile"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			s := ovstest.Start(t, "br-int")
-			old, c := connect(t, s)
-			_, err := c.DPFeatures(callCtx(t), "br-int")
-			require.NoError(t, err)
+	ovstest.ForEachMode(t, func(t *testing.T, mode ovstest.Mode) {
+		for _, tt := range []struct {
+			name string
+			stop func(*ovstest.Sandbox)
+			// What a look at the run directory finds of the old instance:
+			// a clean exit removes the pidfile and socket, SIGKILL leaves
+			// both behind, and nobody listens on that socket any more.
+			kind error
+		}{
+			{"StopVSwitchd", (*ovstest.Sandbox).StopVSwitchd, appctl.ErrNoPidfile},
+			{"ExitVSwitchd", (*ovstest.Sandbox).ExitVSwitchd, appctl.ErrNoPidfile},
+			{"KillVSwitchd", (*ovstest.Sandbox).KillVSwitchd, appctl.ErrRefused},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				s := ovstest.StartIn(t, mode, "br-int")
+				old, c := connect(t, s)
+				assert.Equal(t, s.VSwitchdHostPID(), c.PeerPID(), "the kernel names ovs-vswitchd's pid in our namespace")
+				_, err := c.DPFeatures(callCtx(t), "br-int")
+				require.NoError(t, err)
 
-			tt.stop(s) // the connection is idle: no call in flight
-			select {
-			case <-c.Done():
-			case <-time.After(10 * time.Second):
-				t.Fatal("held connection did not see ovs-vswitchd exit")
-			}
-			assert.ErrorIs(t, c.Err(), appctl.ErrUnreachable)
-			assert.Contains(t, c.Err().Error(), "server closed the connection")
-			_, err = c.Version(callCtx(t))
-			assert.ErrorIs(t, err, appctl.ErrUnreachable)
+				tt.stop(s) // the connection is idle: no call in flight
+				select {
+				case <-c.Done():
+				case <-time.After(10 * time.Second):
+					t.Fatal("held connection did not see ovs-vswitchd exit")
+				}
+				assert.ErrorIs(t, c.Err(), appctl.ErrClosed)
+				_, err = c.Version(callCtx(t))
+				assert.ErrorIs(t, err, appctl.ErrUnreachable)
 
-			_, err = appctl.Discover(s.RunDir())
-			assert.ErrorIs(t, err, appctl.ErrUnreachable)
-			assert.Contains(t, err.Error(), tt.discover)
+				target, err := appctl.Discover(s.RunDir())
+				if err == nil {
+					_, err = appctl.Dial(callCtx(t), target.Socket)
+				}
+				assert.ErrorIs(t, err, tt.kind)
 
-			newPID := s.StartVSwitchd()
-			assert.NotEqual(t, old.PID, newPID)
-			var target appctl.Target
-			s.Eventually(10*time.Second, "new instance discovered", func() bool {
-				target, err = appctl.Discover(s.RunDir())
-				return err == nil
+				newPID := s.StartVSwitchd()
+				if mode == ovstest.PidNS {
+					assert.Equal(t, old.PID, newPID, "a pid namespace of its own: the same pid again")
+				} else {
+					assert.NotEqual(t, old.PID, newPID)
+				}
+				target, c2 := connect(t, s)
+				assert.Equal(t, newPID, target.PID, "Discover names the new instance")
+				assert.Equal(t, s.VSwitchdHostPID(), c2.PeerPID())
+				s.Eventually(10*time.Second, "new instance answers", func() bool {
+					_, err := c2.DPFeatures(callCtx(t), "br-int")
+					return err == nil
+				})
 			})
-			assert.Equal(t, newPID, target.PID, "Discover names the new instance")
-			_, c2 := connect(t, s)
-			s.Eventually(10*time.Second, "new instance answers", func() bool {
-				_, err := c2.DPFeatures(callCtx(t), "br-int")
-				return err == nil
-			})
-		})
+		}
+	})
+}
+
+// Seen from a pid namespace that is neither ovs-vswitchd's nor an ancestor
+// of it (ovsgate in its own container, sharing only the run directory), the
+// kernel cannot name the peer: PeerPID is 0, and the socket still answers.
+func TestPeerInvisibleFromAnotherNamespace(t *testing.T) {
+	ovstest.RequireMode(t, ovstest.PidNS)
+	s := ovstest.StartIn(t, ovstest.PidNS, "br-int")
+	script := `import socket,struct,sys
+s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+print(struct.unpack("3i", s.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))[0])`
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is needed to look from another pid namespace")
 	}
+	out, err := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "python3", "-c", script,
+		filepath.Join(s.RunDir(), "ovs-vswitchd.1.ctl")).CombinedOutput()
+	require.NoError(t, err, string(out))
+	assert.Equal(t, "0", strings.TrimSpace(string(out)))
 }
 
 func TestRestartGivesNewPID(t *testing.T) {

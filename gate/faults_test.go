@@ -40,35 +40,42 @@ func settleCounts(t *testing.T, maxG, maxFD int) (int, int) {
 	return g, fd
 }
 
-// Fifty restarts of every kind in a row: the gate ends ready on the last
-// pid, and holds no more goroutines or descriptors than after the first.
+// Restarts of every kind in a row: the gate ends ready on the last
+// instance, and holds no more goroutines or descriptors than after the first.
 func TestFaultRestartLoop(t *testing.T) {
-	s := ovstest.Start(t, "br-int")
-	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"},
-		RetryMax: 50 * time.Millisecond, CallTimeout: 300 * time.Millisecond, PingInterval: 100 * time.Millisecond})
-	h.waitFor(10*time.Second, "ready", readyOn(s.VSwitchdPID()))
-	g0, fd0 := runtime.NumGoroutine(), openFDs(t)
+	ovstest.ForEachMode(t, func(t *testing.T, mode ovstest.Mode) {
+		s := ovstest.StartIn(t, mode, "br-int")
+		h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"},
+			RetryMax: 50 * time.Millisecond, CallTimeout: 300 * time.Millisecond, PingInterval: 100 * time.Millisecond})
+		last := h.waitFor(10*time.Second, "ready", readyOn(s.VSwitchdPID()))
+		g0, fd0 := runtime.NumGoroutine(), openFDs(t)
 
-	start := time.Now()
-	for i := 0; i < 50; i++ {
-		switch i % 3 {
-		case 0:
-			s.StopVSwitchd()
-		case 1:
-			s.KillVSwitchd()
-		case 2:
-			s.SignalVSwitchd(syscall.SIGSTOP)
-			h.waitFor(5*time.Second, "not ready while stopped", notReady)
-			s.KillVSwitchd()
+		const rounds = 30
+		start := time.Now()
+		for i := 0; i < rounds; i++ {
+			switch i % 4 {
+			case 0:
+				s.StopVSwitchd()
+			case 1:
+				s.KillVSwitchd()
+			case 2:
+				s.SignalVSwitchd(syscall.SIGSTOP)
+				h.waitFor(5*time.Second, "not ready while stopped", notReady)
+				s.KillVSwitchd()
+			case 3:
+				s.ExitVSwitchd()
+			}
+			h.waitFor(5*time.Second, "not ready after exit", notReady)
+			pid := s.StartVSwitchd()
+			last = h.waitFor(10*time.Second, fmt.Sprintf("ready on pid %d (round %d)", pid, i), readyOnNewInstance(last))
+			assert.Equal(t, pid, last.VSwitchd.PID)
 		}
-		h.waitFor(5*time.Second, "not ready after exit", notReady)
-		pid := s.StartVSwitchd()
-		h.waitFor(10*time.Second, fmt.Sprintf("ready on pid %d (round %d)", pid, i), readyOn(pid))
-	}
-	t.Logf("50 restarts in %s (%s per cycle)", time.Since(start).Round(time.Millisecond), (time.Since(start) / 50).Round(time.Millisecond))
-	g1, fd1 := settleCounts(t, g0, fd0)
-	assert.LessOrEqual(t, g1, g0, "goroutines grew over 50 restarts")
-	assert.LessOrEqual(t, fd1, fd0, "descriptors grew over 50 restarts")
+		t.Logf("%d restarts in %s (%s per cycle)", rounds, time.Since(start).Round(time.Millisecond), (time.Since(start) / rounds).Round(time.Millisecond))
+		assert.Equal(t, uint64(rounds), last.VSwitchd.Restarts)
+		g1, fd1 := settleCounts(t, g0, fd0)
+		assert.LessOrEqual(t, g1, g0, "goroutines grew over the restarts")
+		assert.LessOrEqual(t, fd1, fd0, "descriptors grew over the restarts")
+	})
 }
 
 func TestFaultOVSDBRestartedTwentyTimes(t *testing.T) {
@@ -146,7 +153,7 @@ func TestFaultHostileVSwitchd(t *testing.T) {
 		{"never answers", func(t *testing.T) string {
 			// Reads requests and never answers, until cleanup closes the connection.
 			return fakeRunDir(t, 1111, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
-		}, "ovs-vswitchd (pid 1111): not answering within 300ms"},
+		}, "ovs-vswitchd (pid 1111) is hung: not answering within 300ms, and its main thread uses no CPU (stopped or deadlocked)"},
 		{"garbage", func(t *testing.T) string {
 			return fakeRunDir(t, 1112, answerVersionThen(func(c net.Conn, _ float64) { _, _ = c.Write([]byte("\x00\x01garbage")) }))
 		}, "malformed reply"},
@@ -188,7 +195,7 @@ func TestFaultHostileVSwitchd(t *testing.T) {
 				callTimeout = 10 * time.Second // reading up to the 16 MiB cap under -race takes a while
 			}
 			h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: tt.rundir(t), Bridges: []string{"br-int"},
-				CallTimeout: callTimeout, RetryMax: 100 * time.Millisecond})
+				CallTimeout: callTimeout, RetryMax: 100 * time.Millisecond}, withCPU(stoppedCPU))
 			st := h.waitFor(5*time.Second+callTimeout, "a reason naming the fault", func(st Status) bool {
 				return !st.Ready && strings.Contains(st.Reason, tt.reason)
 			})
@@ -216,23 +223,25 @@ func TestFaultLogVolumeWhileOVSDBAway(t *testing.T) {
 // With ovs-vswitchd restarting again and again, each log line is a state
 // change: never the same line twice in a row, a few per restart.
 func TestFaultLogVolumeWhileVSwitchdRestarts(t *testing.T) {
-	s := ovstest.Start(t, "br-int")
-	buf, _ := testutil.CaptureKlog(t)
-	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"}, RetryMax: 20 * time.Millisecond})
-	h.waitFor(10*time.Second, "ready", ready)
-	const restarts = 10
-	for i := 0; i < restarts; i++ {
-		s.KillVSwitchd()
-		h.waitFor(5*time.Second, "not ready", notReady)
-		pid := s.StartVSwitchd()
-		h.waitFor(10*time.Second, "ready", readyOn(pid))
-	}
-	klog.Flush()
-	lines := buf.Lines()
-	assert.LessOrEqual(t, len(lines), 2+restarts*5, "log lines:\n%s", strings.Join(lines, "\n"))
-	for i := 1; i < len(lines); i++ {
-		assert.NotEqual(t, msgOf(lines[i-1]), msgOf(lines[i]), "a line repeated without a state change")
-	}
+	ovstest.ForEachMode(t, func(t *testing.T, mode ovstest.Mode) {
+		s := ovstest.StartIn(t, mode, "br-int")
+		buf, _ := testutil.CaptureKlog(t)
+		h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"}, RetryMax: 20 * time.Millisecond})
+		last := h.waitFor(10*time.Second, "ready", ready)
+		const restarts = 10
+		for i := 0; i < restarts; i++ {
+			s.KillVSwitchd()
+			h.waitFor(5*time.Second, "not ready", notReady)
+			s.StartVSwitchd()
+			last = h.waitFor(10*time.Second, "ready", readyOnNewInstance(last))
+		}
+		klog.Flush()
+		lines := buf.Lines()
+		assert.LessOrEqual(t, len(lines), 2+restarts*5, "log lines:\n%s", strings.Join(lines, "\n"))
+		for i := 1; i < len(lines); i++ {
+			assert.NotEqual(t, msgOf(lines[i-1]), msgOf(lines[i]), "a line repeated without a state change")
+		}
+	})
 }
 
 // msgOf drops klog's header (severity, time, pid, file) from a line.
@@ -247,22 +256,25 @@ func msgOf(line string) string {
 // command" for as long as OVSDB stays away: the gate waits, and becomes
 // ready by itself once OVSDB is back.
 func TestFaultNotRegisteredUntilOVSDBReturns(t *testing.T) {
-	s := ovstest.Start(t, "br-int")
-	h := startGate(t, sandboxConfig(s, "br-int"))
-	h.waitFor(10*time.Second, "ready", ready)
-	s.StopVSwitchd()
-	s.StopOVSDB()
-	pid := s.StartVSwitchd()
-	h.waitFor(10*time.Second, "not ready", notReady)
-	s.StartOVSDB()
-	h.waitFor(15*time.Second, "ready on the new instance", readyOn(pid))
-	sawNotRegistered := false
-	for _, st := range h.published() {
-		if strings.Contains(st.Reason, "has not registered dpif/show-dp-features yet") {
-			sawNotRegistered = true
+	ovstest.ForEachMode(t, func(t *testing.T, mode ovstest.Mode) {
+		s := ovstest.StartIn(t, mode, "br-int")
+		h := startGate(t, sandboxConfig(s, "br-int"))
+		first := h.waitFor(10*time.Second, "ready", ready)
+		s.StopVSwitchd()
+		s.StopOVSDB()
+		pid := s.StartVSwitchd()
+		h.waitFor(10*time.Second, "not ready", notReady)
+		s.StartOVSDB()
+		st := h.waitFor(15*time.Second, "ready on the new instance", readyOnNewInstance(first))
+		assert.Equal(t, pid, st.VSwitchd.PID)
+		sawNotRegistered := false
+		for _, st := range h.published() {
+			if strings.Contains(st.Reason, "has not registered dpif/show-dp-features yet") {
+				sawNotRegistered = true
+			}
 		}
-	}
-	t.Logf("saw the not-registered state: %v", sawNotRegistered)
+		t.Logf("saw the not-registered state: %v", sawNotRegistered)
+	})
 }
 
 // Nothing in the OVSDB path gives up: the watcher's backoff is capped and

@@ -13,7 +13,9 @@ import (
 	"github.com/ovsgate/ovsgate/ovsdb"
 )
 
-// Defaults for Config's timings.
+// Defaults for Config's timings. An instance that answers nothing for
+// PingInterval is pinged, and one that leaves a call unanswered for
+// CallTimeout is not ready: a hang is noticed within 8s.
 const (
 	DefaultCallTimeout  = 5 * time.Second
 	DefaultPingInterval = 3 * time.Second
@@ -32,7 +34,7 @@ type Config struct {
 	Observer func(method string, d time.Duration, err error)
 
 	// Timings; zero means the default. Tests shorten them.
-	CallTimeout     time.Duration // deadline of one unixctl call
+	CallTimeout     time.Duration // how long a unixctl call may go unanswered before ovs-vswitchd counts as not answering
 	PingInterval    time.Duration // how long an answering ovs-vswitchd may stay silent before it is pinged
 	RetryMin        time.Duration // first retry after a "not yet" answer
 	RetryMax        time.Duration // cap of the retry backoff
@@ -69,6 +71,7 @@ type Gate struct {
 	stopped  atomic.Bool // Run has returned
 
 	onPublish func(Status) // tests see every published status here
+	cpu       cpuReader    // tests replace how ovs-vswitchd's CPU time is read
 }
 
 // New validates cfg and returns a Gate that does nothing until Run.
@@ -98,6 +101,7 @@ func New(cfg Config) (*Gate, error) {
 func (g *Gate) initialStatus() Status {
 	s := Status{
 		Reason:  "starting",
+		Cause:   CauseStarting,
 		Updated: Timestamp{time.Now()},
 		OVSDB:   OVSDBStatus{Endpoint: g.cfg.OVSDB},
 	}
@@ -161,19 +165,19 @@ func (g *Gate) Run(ctx context.Context) error {
 
 	wctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
+	wg.Go(func() {
 		if err := g.watcher.Run(wctx); err != nil {
 			klog.ErrorS(err, "OVSDB watcher stopped")
 		}
-	}()
-
-	r := newReconciler(g.cfg, g.watcher)
+	})
+	r := newReconciler(wctx, &wg, g.cfg, g.watcher)
+	if g.cpu != nil {
+		r.vs.cpu = g.cpu
+	}
 	defer func() {
 		cancel()
-		wg.Wait()
 		r.close()
+		wg.Wait()
 	}()
 
 	timer := time.NewTimer(0)
@@ -183,16 +187,19 @@ func (g *Gate) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-g.watcher.Changed():
-		case <-r.connDone():
+		case <-r.vs.lostC():
+		case res := <-r.results:
+			r.apply(time.Now(), res)
 		case <-timer.C:
 		}
-		g.progress.Store(time.Now().UnixNano())
-		wake := r.reconcile(ctx)
+		now := time.Now()
+		g.progress.Store(now.UnixNano())
+		wake := r.reconcile(now)
 		if ctx.Err() != nil {
-			return nil
+			return nil // what is seen while stopping is the stopping itself
 		}
-		g.publish(r.status())
-		if r.settled() {
+		g.publish(r.last)
+		if r.settled(now) {
 			g.markSettled()
 		}
 		if !timer.Stop() {
@@ -227,7 +234,7 @@ func (g *Gate) publish(s Status) {
 	switch {
 	case s.Ready && !prev.Ready:
 		klog.InfoS("Ready", "after", s.Updated.Sub(g.notReadySince).Round(time.Microsecond),
-			"vswitchdPID", s.VSwitchd.PID, "bridges", len(s.Bridges))
+			"vswitchdPID", s.VSwitchd.PID, "vswitchdSince", s.VSwitchd.Since, "bridges", len(s.Bridges))
 	case !s.Ready && prev.Ready:
 		g.notReadySince = s.Updated.Time
 		klog.InfoS("Not ready", "reason", s.Reason)

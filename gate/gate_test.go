@@ -2,6 +2,8 @@ package gate
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -16,7 +18,20 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	if code == 0 {
+		if err := reasonsDocumented(seenReasons.list(), "../README.md"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // harness runs one gate against a sandbox and records every status it
@@ -28,7 +43,16 @@ type harness struct {
 	all []Status
 }
 
-func startGate(t *testing.T, cfg Config) *harness {
+// gateOption adjusts a gate before it runs.
+type gateOption func(*Gate)
+
+// withCPU makes the gate read ovs-vswitchd's CPU time with f.
+func withCPU(f cpuReader) gateOption { return func(g *Gate) { g.cpu = f } }
+
+// stoppedCPU is a process whose main thread uses no CPU.
+func stoppedCPU(int) (time.Duration, uint64, error) { return time.Second, 1, nil }
+
+func startGate(t *testing.T, cfg Config, opts ...gateOption) *harness {
 	t.Helper()
 	if cfg.RetryMax == 0 {
 		cfg.RetryMax = 200 * time.Millisecond
@@ -38,8 +62,12 @@ func startGate(t *testing.T, cfg Config) *harness {
 	}
 	g, err := New(cfg)
 	require.NoError(t, err)
+	for _, o := range opts {
+		o(g)
+	}
 	h := &harness{t: t, g: g}
 	g.onPublish = func(s Status) {
+		seenReasons.add(s.Reason)
 		h.mu.Lock()
 		h.all = append(h.all, s)
 		h.mu.Unlock()
@@ -91,6 +119,15 @@ func readyOn(pid int) func(Status) bool {
 	return func(s Status) bool { return s.Ready && s.VSwitchd.PID == pid }
 }
 
+// readyOnNewInstance holds once the gate is ready on an instance that first
+// answered after the one prev names: with ovs-vswitchd in a pid namespace of
+// its own, the pid is the same on every start, so only Since tells.
+func readyOnNewInstance(prev Status) func(Status) bool {
+	return func(s Status) bool {
+		return s.Ready && s.VSwitchd.Since != nil && prev.VSwitchd.Since != nil && s.VSwitchd.Since.After(prev.VSwitchd.Since.Time)
+	}
+}
+
 func TestGateReadyAfterBridgeAppears(t *testing.T) {
 	s := ovstest.Start(t)
 	h := startGate(t, sandboxConfig(s, "br-int"))
@@ -102,6 +139,9 @@ func TestGateReadyAfterBridgeAppears(t *testing.T) {
 	assert.True(t, st.OVSDB.Connected)
 	assert.Equal(t, s.VSwitchdPID(), st.VSwitchd.PID)
 	assert.Equal(t, "3.1.0", st.VSwitchd.Version)
+	require.NotNil(t, st.VSwitchd.Since)
+	assert.WithinDuration(t, time.Now(), st.VSwitchd.Since.Time, 10*time.Second)
+	assert.Equal(t, CauseBridgeNotReady, st.Cause)
 	c, ok := st.Check(DatapathCheck("br-int"))
 	require.True(t, ok)
 	assert.False(t, c.OK)
@@ -109,6 +149,7 @@ func TestGateReadyAfterBridgeAppears(t *testing.T) {
 	s.AddBridge("br-int")
 	st = h.waitFor(10*time.Second, "ready", ready)
 	assert.Empty(t, st.Reason)
+	assert.Equal(t, CauseReady, st.Cause)
 	require.Len(t, st.Bridges, 1)
 	b := st.Bridges[0]
 	assert.True(t, b.Ready)
@@ -124,78 +165,116 @@ func TestGateReadyAfterBridgeAppears(t *testing.T) {
 
 // After ovs-vswitchd alone restarts, datapath_id still holds the old value.
 // Once the gate has noticed the exit, it must never call the bridge ready
-// again until the new instance answered for it.
+// again until the new instance answered for it, also when the new instance
+// has the old one's pid (a pid namespace of its own).
 func TestGateVSwitchdRestartStaleDatapathID(t *testing.T) {
-	s := ovstest.Start(t, "br-int")
-	h := startGate(t, sandboxConfig(s, "br-int"))
-	oldPID := s.VSwitchdPID()
-	h.waitFor(10*time.Second, "ready on the first instance", readyOn(oldPID))
-	dpid := s.DatapathID("br-int")
+	ovstest.ForEachMode(t, func(t *testing.T, mode ovstest.Mode) {
+		s := ovstest.StartIn(t, mode, "br-int")
+		h := startGate(t, sandboxConfig(s, "br-int"))
+		first := h.waitFor(10*time.Second, "ready on the first instance", readyOn(s.VSwitchdPID()))
+		dpid := s.DatapathID("br-int")
 
-	s.StopVSwitchd()
-	st := h.waitFor(5*time.Second, "not ready after exit", notReady)
-	assert.Zero(t, st.VSwitchd.PID)
-	assert.Equal(t, dpid, s.DatapathID("br-int"), "datapath_id survives the exit (the stale case)")
+		s.StopVSwitchd()
+		st := h.waitFor(5*time.Second, "not ready after exit", notReady)
+		assert.Zero(t, st.VSwitchd.PID)
+		assert.Nil(t, st.VSwitchd.Since)
+		assert.Equal(t, dpid, s.DatapathID("br-int"), "datapath_id survives the exit (the stale case)")
 
-	newPID := s.StartVSwitchd()
-	require.NotEqual(t, oldPID, newPID)
-	h.waitFor(10*time.Second, "ready on the new instance", readyOn(newPID))
+		newPID := s.StartVSwitchd()
+		if mode == ovstest.PidNS {
+			assert.Equal(t, first.VSwitchd.PID, newPID, "in its own pid namespace the pid repeats")
+		}
+		second := h.waitFor(10*time.Second, "ready on the new instance", readyOnNewInstance(first))
+		assert.Equal(t, newPID, second.VSwitchd.PID)
+		assert.Equal(t, uint64(1), second.VSwitchd.Restarts)
 
-	// Look from the first ready on the old instance: before it, the gate
-	// may publish not-ready statuses that name no instance yet.
-	readyOnOld, noticed := false, false
-	for _, st := range h.published() {
-		if noticed && st.Ready {
-			assert.Equal(t, newPID, st.VSwitchd.PID, "ready reported against a dead ovs-vswitchd")
+		// Every status after the exit was noticed names no instance, or
+		// the new one: none is ready on the old instance's answers.
+		readyOnFirst, noticed := false, false
+		for _, st := range h.published() {
+			if st.Ready && !noticed {
+				readyOnFirst = true
+			}
+			if readyOnFirst && !st.Ready && st.VSwitchd.Since == nil {
+				noticed = true
+			}
+			if noticed && st.Ready {
+				require.NotNil(t, st.VSwitchd.Since)
+				assert.True(t, st.VSwitchd.Since.After(first.VSwitchd.Since.Time), "ready reported on the answers of an exited ovs-vswitchd")
+			}
 		}
-		if st.Ready && st.VSwitchd.PID == oldPID {
-			readyOnOld = true
-		}
-		if readyOnOld && !st.Ready && st.VSwitchd.PID != oldPID {
-			noticed = true
-		}
-	}
-	assert.True(t, noticed)
+		assert.True(t, noticed)
+	})
 }
 
-func TestGateVSwitchdKilled(t *testing.T) {
-	s := ovstest.Start(t, "br-int")
-	h := startGate(t, sandboxConfig(s, "br-int"))
-	oldPID := s.VSwitchdPID()
-	h.waitFor(10*time.Second, "ready", readyOn(oldPID))
-
-	killed := time.Now()
-	s.KillVSwitchd()
-	st := h.waitFor(2*time.Second, "not ready after SIGKILL", notReady)
-	t.Logf("SIGKILL noticed after %s", time.Since(killed))
-	assert.Contains(t, st.Reason, "ovs-vswitchd")
-	c, _ := st.Check(CheckVSwitchd)
-	assert.False(t, c.OK)
-
-	newPID := s.StartVSwitchd()
-	h.waitFor(10*time.Second, "ready on the new instance", readyOn(newPID))
+// Every way ovs-vswitchd can exit reads "exited", at once and for as long
+// as no new instance answers, whatever it leaves behind (a SIGKILL leaves
+// its pidfile and socket, SIGTERM and `ovs-appctl exit` remove them).
+func TestGateVSwitchdExitReason(t *testing.T) {
+	ovstest.ForEachMode(t, func(t *testing.T, mode ovstest.Mode) {
+		s := ovstest.StartIn(t, mode, "br-int")
+		h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"}, RetryMax: 50 * time.Millisecond})
+		for _, exit := range []struct {
+			name string
+			do   func()
+		}{{"SIGKILL", s.KillVSwitchd}, {"SIGTERM", s.StopVSwitchd}, {"ovs-appctl exit", s.ExitVSwitchd}} {
+			before := h.waitFor(10*time.Second, "ready", ready)
+			pid := before.VSwitchd.PID
+			exited := time.Now()
+			exit.do()
+			want := fmt.Sprintf("ovs-vswitchd (pid %d) exited", pid)
+			st := h.waitFor(2*time.Second, "not ready after "+exit.name, notReady)
+			t.Logf("%s noticed within %s", exit.name, time.Since(exited))
+			assert.Equal(t, want, st.Reason, exit.name)
+			assert.Equal(t, CauseVSwitchdNotRunning, st.Cause)
+			c, _ := st.Check(CheckVSwitchd)
+			assert.False(t, c.OK)
+			// Many looks at the pidfile later, the reason still says so.
+			looked := h.g.progress.Load()
+			require.True(t, ovstest.Poll(5*time.Second, func() bool { return h.g.progress.Load() > looked+int64(300*time.Millisecond) }))
+			assert.Equal(t, want, h.g.Status().Reason, exit.name)
+			s.StartVSwitchd()
+			h.waitFor(10*time.Second, "ready on the new instance after "+exit.name, readyOnNewInstance(before))
+		}
+	})
 }
 
 // A stopped (hung) ovs-vswitchd must turn the gate not ready within 10s with
-// the contract's timings, and ready again by itself once it runs again.
+// the default timings, and ready again by itself once it runs again; the
+// same connection is kept all along, so it is the same instance.
 func TestGateVSwitchdHung(t *testing.T) {
 	if testing.Short() {
-		t.Skip("takes up to 10s with the contract's timings")
+		t.Skip("takes up to 10s with the default timings")
 	}
-	s := ovstest.Start(t, "br-int")
-	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"},
-		RetryMax: time.Second})
-	pid := s.VSwitchdPID()
-	h.waitFor(10*time.Second, "ready", readyOn(pid))
+	ovstest.ForEachMode(t, func(t *testing.T, mode ovstest.Mode) {
+		s := ovstest.StartIn(t, mode, "br-int")
+		h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"},
+			RetryMax: time.Second})
+		before := h.waitFor(10*time.Second, "ready", readyOn(s.VSwitchdPID()))
 
-	stopped := time.Now()
-	s.SignalVSwitchd(syscall.SIGSTOP)
-	st := h.waitFor(10*time.Second, "not ready while stopped", notReady)
-	t.Logf("hang noticed after %s", time.Since(stopped))
-	assert.Contains(t, st.Reason, "not answering within 5s")
+		stopped := time.Now()
+		s.SignalVSwitchd(syscall.SIGSTOP)
+		st := h.waitFor(10*time.Second, "not ready while stopped", notReady)
+		t.Logf("hang noticed after %s", time.Since(stopped))
+		assert.Less(t, time.Since(stopped), 10*time.Second)
+		assert.Equal(t, fmt.Sprintf("ovs-vswitchd (pid %d) is hung: not answering within 5s, and its main thread uses no CPU (stopped or deadlocked)",
+			before.VSwitchd.PID), st.Reason)
+		assert.Equal(t, CauseVSwitchdNotAnswering, st.Cause)
+		assert.Equal(t, before.VSwitchd.Since, st.VSwitchd.Since, "still the same instance")
 
-	s.SignalVSwitchd(syscall.SIGCONT)
-	h.waitFor(15*time.Second, "ready after SIGCONT", readyOn(pid))
+		// The loop stays current while the call is out: an OVSDB change
+		// shows at once.
+		s.VsctlNoWait("del-br", "br-int")
+		h.waitFor(2*time.Second, "the deleted bridge seen while ovs-vswitchd is stopped", func(st Status) bool {
+			return len(st.Bridges) == 1 && st.Bridges[0].Reason == "bridge does not exist in OVSDB"
+		})
+		s.VsctlNoWait("add-br", "br-int", "--", "set", "bridge", "br-int", "datapath_type=netdev")
+
+		s.SignalVSwitchd(syscall.SIGCONT)
+		st = h.waitFor(15*time.Second, "ready after SIGCONT", ready)
+		assert.Equal(t, before.VSwitchd.Since, st.VSwitchd.Since, "the held connection survived: the same instance")
+		assert.Zero(t, st.VSwitchd.Restarts)
+	})
 }
 
 func TestGateBridgeDeletedAndReadded(t *testing.T) {

@@ -4,454 +4,338 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"sync"
 	"time"
 
-	"k8s.io/klog/v2"
-
 	"github.com/ovsgate/ovsgate/appctl"
+	"github.com/ovsgate/ovsgate/internal/backoff"
 	"github.com/ovsgate/ovsgate/ovsdb"
 )
 
-// maxInstancePoll bounds the wait between looks at the pidfile while no
-// ovs-vswitchd answers.
-const maxInstancePoll = 100 * time.Millisecond
-
 // firstContactWait bounds how long the first contact with ovs-vswitchd waits
 // for OVSDB's first connection attempt to end. With the datapath known, the
-// features go in the same batch as the version: one pass of ovs-vswitchd's
-// main loop instead of two, tens of milliseconds with thousands of ports.
-// Nothing is lost meanwhile: the gate cannot be ready without OVSDB.
+// features go in the same batch as the version (see opConnect). Nothing is
+// lost meanwhile: the gate cannot be ready without OVSDB.
 const firstContactWait = 2 * time.Second
 
-// reconciler owns everything the gate knows about ovs-vswitchd. Only the gate
-// loop calls it, so it needs no locks. Each reconcile recomputes the status
-// from the current OVSDB snapshot and the current ovs-vswitchd instance, so a
-// lost or merged event cannot leave it wrong.
+// minWake keeps the loop from spinning when something is due right now.
+const minWake = 100 * time.Microsecond
+
+// reconciler owns everything the gate knows beyond the OVSDB snapshot. Only
+// the gate loop calls it, so it needs no locks. Each reconcile recomputes the
+// status from the current snapshot and what the instance answering now said,
+// so a lost or merged event cannot leave it wrong.
 type reconciler struct {
 	cfg     Config
 	watcher snapshotter
 	diag    *kernelDiagnosis
-
-	inst      *instance // the ovs-vswitchd answering now, nil when none
-	instErr   string    // why there is none
-	instTried bool      // a discovery attempt has been made
-	coolUntil time.Time // no new dial before this (after a timeout)
-	started   time.Time // when the reconciler was made
-
+	vs      *vswitchd
 	bridges map[string]*bridgeState
-	backoff backoff
 
-	last Status // computed by the last reconcile
+	// Retries of "not yet" answers (a new ovs-vswitchd that has not
+	// registered dp-features or configured the bridge yet).
+	retry     backoff.Backoff
+	nextRetry time.Time
+
+	ctx     context.Context // ends the calls in flight
+	calls   *sync.WaitGroup // the goroutines running them
+	results chan opResult
+	started time.Time
+	last    Status
 }
 
 type snapshotter interface {
 	Snapshot() ovsdb.Snapshot
 }
 
-// instance is one ovs-vswitchd process, reached over a held connection whose
-// EOF tells at once that the process exited.
-type instance struct {
-	pid        int
-	conn       *appctl.Conn
-	version    string
-	lastAnswer time.Time
-}
-
-// bridgeState remembers the last dp-features answer for one bridge and for
-// which ovs-vswitchd and datapath it holds.
+// bridgeState is the last dp-features answer for one bridge, and the
+// instance and datapath it was asked about.
 type bridgeState struct {
-	pid        int
+	serial     uint64
 	datapathID string
-	features   appctl.Features // nil until queried successfully for (pid, datapathID)
-	queryErr   string          // why the last query did not succeed
-	tried      bool            // a query was made for the current (pid, datapathID)
-	wasMissing bool            // the row vanished since the last query: query again
+	features   appctl.Features // nil unless the answer was the features
+	err        string          // why not
 }
 
-func newReconciler(cfg Config, w snapshotter) *reconciler {
+func newReconciler(ctx context.Context, calls *sync.WaitGroup, cfg Config, w snapshotter) *reconciler {
 	r := &reconciler{
 		cfg:     cfg,
 		watcher: w,
 		diag:    newKernelDiagnosis(),
 		bridges: make(map[string]*bridgeState, len(cfg.Bridges)),
-		backoff: backoff{min: cfg.RetryMin, max: cfg.RetryMax},
+		retry:   backoff.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax},
+		ctx:     ctx,
+		calls:   calls,
+		results: make(chan opResult),
 		started: time.Now(),
 	}
+	r.vs = newVSwitchd(&r.cfg)
 	for _, br := range cfg.Bridges {
 		r.bridges[br] = &bridgeState{}
 	}
 	return r
 }
 
-// connDone is closed when the held connection to ovs-vswitchd is lost; nil
-// (never ready) when there is none.
-func (r *reconciler) connDone() <-chan struct{} {
-	if r.inst == nil {
-		return nil
-	}
-	return r.inst.conn.Done()
-}
+func (r *reconciler) close() { r.vs.close() }
 
-func (r *reconciler) close() {
-	r.dropInstance("")
-}
-
-func (r *reconciler) status() Status { return r.last }
-
-// reconcile brings the view of ovs-vswitchd up to date, recomputes the status
-// and returns how long the loop may sleep before it must look again.
-func (r *reconciler) reconcile(ctx context.Context) time.Duration {
+// reconcile looks at everything again, starts the call that is due, if any,
+// recomputes the status and returns how long the loop may sleep before it
+// must look again. It never waits on ovs-vswitchd.
+func (r *reconciler) reconcile(now time.Time) time.Duration {
 	snap := r.watcher.Snapshot()
-	asked := r.ensureInstance(ctx, snap)
-	r.ping(ctx)
-
-	pending := r.inst == nil // ovs-vswitchd may come back at any moment: poll for it
-	for _, br := range r.cfg.Bridges {
-		if r.queryBridge(ctx, br, snap.Bridges[br], asked[br]) {
-			pending = true
+	r.vs.checkLost(now)
+	for br, st := range r.bridges {
+		if !snap.Bridges[br].Exists {
+			*st = bridgeState{} // deleted (or OVSDB away): ask again once it is back
 		}
 	}
-	prev := r.last
-	r.last = r.compute(snap)
-	if r.last.Ready || !r.last.Equivalent(prev) {
-		r.backoff.reset() // progress: look again soon if still not ready
-	}
-
-	wake := r.cfg.PingInterval
-	if r.inst != nil {
-		if d := time.Until(r.inst.lastAnswer.Add(r.cfg.PingInterval)); d < wake {
-			wake = max(d, time.Millisecond)
+	switch {
+	case r.vs.conn == nil:
+		if r.mayLook(now, snap) && r.vs.look(r.ctx, now) {
+			r.connect(now, snap)
 		}
+	case r.vs.op == nil:
+		r.next(now, snap)
+	default:
+		r.vs.observe(now)
 	}
-	if pending {
-		wake = min(wake, r.backoff.next())
-	}
-	if r.inst == nil {
-		// Looking for a new ovs-vswitchd is one read of its pidfile: do it
-		// often, so a restarted one is trusted within a tenth of a second.
-		wake = min(wake, maxInstancePoll)
-	}
-	if d := time.Until(r.coolUntil); d > wake {
-		wake = d
-	}
-	return wake
+	r.last = computeStatus(r.inputs(now, snap))
+	return r.wake(now, snap)
 }
 
-// ensureInstance finds the ovs-vswitchd named by the pidfile and holds a
-// connection to it; an instance whose connection is lost is dropped first.
-// On a new connection it asks for the version and, in the same batch, for
-// the features of every bridge that already has a datapath: one pass of
-// ovs-vswitchd's main loop instead of two, which matters with thousands of
-// ports. It returns those answers by bridge.
-func (r *reconciler) ensureInstance(ctx context.Context, snap ovsdb.Snapshot) map[string]*appctl.Result {
-	if r.inst != nil {
-		select {
-		case <-r.inst.conn.Done():
-			why := fmt.Sprintf("ovs-vswitchd (pid %d) exited", r.inst.pid)
-			if err := r.inst.conn.Err(); err != nil && !strings.Contains(err.Error(), "server closed the connection") && !strings.Contains(err.Error(), "connection reset by peer") {
-				why = fmt.Sprintf("ovs-vswitchd (pid %d): %s", r.inst.pid, r.describe(err))
-			}
-			r.dropInstance(why)
-		default:
-			return nil
-		}
+// mayLook reports whether it is time to look for an instance. The very first
+// look waits for OVSDB's first attempt, so that the first batch can carry
+// the features of bridges OVSDB already shows configured.
+func (r *reconciler) mayLook(now time.Time, snap ovsdb.Snapshot) bool {
+	if now.Before(r.vs.nextLook) {
+		return false
 	}
-	if time.Now().Before(r.coolUntil) {
-		return nil
-	}
-	if !r.instTried && !snap.Connected && snap.Err == "" && time.Since(r.started) < firstContactWait {
-		return nil // OVSDB's first attempt is under way; the loop looks again within maxInstancePoll
-	}
-	r.instTried = true
-	target, err := appctl.Discover(r.cfg.RunDir)
-	if err != nil {
-		r.instErr = r.describe(err)
-		return nil
-	}
-	callCtx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
-	defer cancel()
-	conn, err := appctl.Dial(callCtx, target.Socket, appctl.WithObserver(r.cfg.Observer))
-	if err != nil {
-		r.instErr = fmt.Sprintf("ovs-vswitchd (pid %d): %s", target.PID, r.describe(err))
-		r.coolDownAfter(err)
-		return nil
-	}
-	reqs := []appctl.Request{{Method: "version"}}
-	var bridges []string
+	return !r.waitingForOVSDB(now, snap)
+}
+
+// waitingForOVSDB reports whether the first look waits for OVSDB's first
+// attempt to end; the watcher's change wakes the loop when it does.
+func (r *reconciler) waitingForOVSDB(now time.Time, snap ovsdb.Snapshot) bool {
+	return !r.vs.tried && !snap.Connected && snap.Err == nil && now.Sub(r.started) < firstContactWait
+}
+
+// connect asks a new instance for its version and, in the same batch, for
+// the features of every bridge that already has a datapath. ovs-vswitchd
+// answers every request waiting on a connection in one pass of its main
+// loop, so a batch costs one round trip however many requests it holds: with
+// thousands of ports a pass takes tens of milliseconds.
+func (r *reconciler) connect(now time.Time, snap ovsdb.Snapshot) {
+	o := &op{kind: opConnect, reqs: []appctl.Request{{Method: "version"}}}
 	for _, br := range r.cfg.Bridges {
 		if info := snap.Bridges[br]; info.Exists && info.DatapathID != "" {
-			reqs = append(reqs, appctl.Request{Method: "dpif/show-dp-features", Args: []string{br}})
-			bridges = append(bridges, br)
+			o.add(br, info.DatapathID)
 		}
 	}
-	res := conn.Batch(callCtx, reqs...)
-	ver, err := res[0].Text, res[0].Err
-	if err == nil {
-		ver, err = appctl.ParseVersion(ver)
-	}
-	if err != nil {
-		conn.Close()
-		r.instErr = fmt.Sprintf("ovs-vswitchd (pid %d): %s", target.PID, r.describe(err))
-		r.coolDownAfter(err)
-		return nil
-	}
-	r.inst = &instance{pid: target.PID, conn: conn, version: ver, lastAnswer: time.Now()}
-	r.instErr = ""
-	klog.V(2).InfoS("Connected to ovs-vswitchd", "pid", target.PID, "version", ver)
-	asked := make(map[string]*appctl.Result, len(bridges))
-	for i, br := range bridges {
-		asked[br] = &res[i+1]
-	}
-	return asked
+	r.retry.Reset()
+	r.nextRetry = time.Time{}
+	r.start(o, now)
 }
 
-// ping checks that an instance that has been silent for a while still
-// answers, so that a hung ovs-vswitchd is noticed.
-func (r *reconciler) ping(ctx context.Context) {
-	if r.inst == nil || time.Since(r.inst.lastAnswer) < r.cfg.PingInterval {
+func (o *op) add(br, dpid string) {
+	o.reqs = append(o.reqs, appctl.Request{Method: "dpif/show-dp-features", Args: []string{br}})
+	o.bridges = append(o.bridges, br)
+	o.dpids = append(o.dpids, dpid)
+}
+
+// next starts the call an answering instance is due: the features of
+// bridges that need them, else a ping once it has been silent for the ping
+// interval, so that a hung ovs-vswitchd is noticed.
+func (r *reconciler) next(now time.Time, snap ovsdb.Snapshot) {
+	if !r.vs.established() {
 		return
 	}
-	callCtx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
-	defer cancel()
-	if _, err := r.inst.conn.Call(callCtx, "version"); err != nil {
-		r.failInstance(ctx, err)
-		return
+	o := &op{kind: opQuery}
+	for _, br := range r.cfg.Bridges {
+		if r.needsQuery(now, br, snap.Bridges[br]) {
+			o.add(br, snap.Bridges[br].DatapathID)
+		}
 	}
-	r.inst.lastAnswer = time.Now()
-}
-
-// failInstance drops the instance after a call failed in a way that says the
-// process is gone or stuck (not an error reply).
-func (r *reconciler) failInstance(ctx context.Context, err error) {
-	if ctx.Err() != nil {
-		return // shutting down: the call was cut short by us, not by ovs-vswitchd
-	}
-	pid := r.inst.pid
-	r.dropInstance(fmt.Sprintf("ovs-vswitchd (pid %d): %s", pid, r.describe(err)))
-	r.coolDownAfter(err)
-}
-
-// coolDownAfter keeps a stuck ovs-vswitchd from blocking the loop on every
-// attempt: after a timeout, the next one waits for the longest retry delay.
-func (r *reconciler) coolDownAfter(err error) {
-	if errors.Is(err, appctl.ErrTimeout) {
-		r.coolUntil = time.Now().Add(r.cfg.RetryMax)
-	}
-}
-
-func (r *reconciler) dropInstance(why string) {
-	if r.inst == nil {
-		return
-	}
-	r.inst.conn.Close()
-	r.inst = nil
-	r.instErr = why
-	r.backoff.reset()
-}
-
-// queryBridge asks the current ovs-vswitchd for the bridge's datapath
-// features when what it knows is not for this instance and datapath, or
-// takes the answer ensureInstance already got (asked, nil if none). It
-// reports whether a retry is pending.
-func (r *reconciler) queryBridge(ctx context.Context, br string, info ovsdb.BridgeInfo, asked *appctl.Result) bool {
-	st := r.bridges[br]
-	if !info.Exists {
-		st.wasMissing = true
-		return false
-	}
-	if info.DatapathID == "" || r.inst == nil {
-		return false
-	}
-	if st.pid == r.inst.pid && st.datapathID == info.DatapathID && !st.wasMissing && st.features != nil {
-		return false // already verified against this instance and datapath
-	}
-	if st.pid != r.inst.pid || st.datapathID != info.DatapathID || st.wasMissing {
-		*st = bridgeState{pid: r.inst.pid, datapathID: info.DatapathID}
-	}
-	features, err := r.dpFeatures(ctx, br, asked)
-	st.tried = true
 	switch {
-	case err == nil:
-		st.features, st.queryErr = features, ""
-		r.inst.lastAnswer = time.Now()
+	case len(o.reqs) > 0:
+		r.start(o, now)
+	case now.Sub(r.vs.lastAnswer) >= r.cfg.PingInterval:
+		r.start(&op{kind: opPing, reqs: []appctl.Request{{Method: "version"}}}, now)
+	}
+}
+
+// needsQuery reports whether the bridge's features must be asked of the
+// instance answering now: never asked about this datapath, or a "not yet"
+// answer whose retry is due.
+func (r *reconciler) needsQuery(now time.Time, br string, info ovsdb.BridgeInfo) bool {
+	if !info.Exists || info.DatapathID == "" {
 		return false
-	case errors.Is(err, appctl.ErrNotRegistered):
-		st.queryErr = fmt.Sprintf("ovs-vswitchd (pid %d) has not registered dpif/show-dp-features yet", r.inst.pid)
-		r.inst.lastAnswer = time.Now()
-	case errors.Is(err, appctl.ErrNoSuchBridge):
-		st.queryErr = fmt.Sprintf("ovs-vswitchd (pid %d) has not configured the bridge yet", r.inst.pid)
-		r.inst.lastAnswer = time.Now()
-	case isServerError(err):
-		st.queryErr = "dpif/show-dp-features failed: " + r.describe(err)
-		r.inst.lastAnswer = time.Now()
+	}
+	st := r.bridges[br]
+	if st.serial != r.vs.serial || st.datapathID != info.DatapathID {
+		return true
+	}
+	return st.features == nil && !now.Before(r.nextRetry)
+}
+
+// start runs o on its own goroutine; its result comes back through results.
+func (r *reconciler) start(o *op, now time.Time) {
+	r.vs.begin(o, now)
+	conn := r.vs.conn
+	r.calls.Add(1)
+	go func() {
+		defer r.calls.Done()
+		res := conn.Batch(r.ctx, o.reqs...)
+		select {
+		case r.results <- opResult{op: o, res: res}:
+		case <-r.ctx.Done():
+		}
+	}()
+}
+
+// apply takes the answers to a call. Answers from an instance that has been
+// given up on since are dropped.
+func (r *reconciler) apply(now time.Time, res opResult) {
+	o := res.op
+	if r.vs.op != o {
+		return
+	}
+	// An error that is not an error reply means the connection is gone
+	// (Batch closes it): the instance is lost.
+	for _, x := range res.res {
+		var se *appctl.ServerError
+		if x.Err != nil && !errors.As(x.Err, &se) {
+			r.vs.lose(now, x.Err)
+			return
+		}
+	}
+	r.vs.gotAnswer(now)
+	answers := res.res
+	if o.kind == opConnect {
+		v := answers[0]
+		version, err := v.Text, v.Err
+		if err == nil {
+			version, err = appctl.ParseVersion(version)
+		}
+		if err != nil {
+			r.vs.lose(now, fmt.Errorf("version: %w", err))
+			return
+		}
+		r.vs.firstAnswer(now, version)
+		answers = answers[1:]
+	}
+	if o.kind == opPing {
+		return
+	}
+	r.features(now, o, answers)
+}
+
+// features records the dp-features answers of o.
+func (r *reconciler) features(now time.Time, o *op, answers []appctl.Result) {
+	notYet := false
+	for i, br := range o.bridges {
+		st := r.bridges[br]
+		*st = bridgeState{serial: o.serial, datapathID: o.dpids[i]}
+		a := answers[i]
+		fs, err := a.Features()
+		var se *appctl.ServerError
+		switch {
+		case err == nil:
+			st.features = fs
+			continue
+		case errors.Is(err, appctl.ErrNotRegistered):
+			st.err = fmt.Sprintf("ovs-vswitchd (pid %d) has not registered dpif/show-dp-features yet", o.pid)
+		case errors.Is(err, appctl.ErrNoSuchBridge):
+			st.err = fmt.Sprintf("ovs-vswitchd (pid %d) has not configured the bridge yet", o.pid)
+		case errors.As(err, &se):
+			st.err = "dpif/show-dp-features failed: " + se.Text
+		default: // a garbled answer: the process still answers; ask again later
+			st.err = "dpif/show-dp-features: " + err.Error()
+		}
+		notYet = true
+	}
+	if notYet {
+		r.nextRetry = now.Add(r.retry.Next())
+	} else {
+		r.retry.Reset()
+	}
+}
+
+// inputs gathers what the status is computed from.
+func (r *reconciler) inputs(now time.Time, snap ovsdb.Snapshot) inputs {
+	in := inputs{
+		endpoint:     r.cfg.OVSDB,
+		bridges:      r.cfg.Bridges,
+		requirements: r.cfg.Requirements,
+		snap:         snap,
+		vswitchd:     r.vs.view(now),
+		bridge:       make(map[string]bridgeView, len(r.bridges)),
+	}
+	for br, st := range r.bridges {
+		info := snap.Bridges[br]
+		var bv bridgeView
+		if in.vswitchd.Answering && st.serial == r.vs.serial && st.datapathID == info.DatapathID && info.DatapathID != "" {
+			bv.Features, bv.Err = st.features, st.err
+		}
+		if bv.Features == nil {
+			bv.Diagnosis = r.diag.explain(info)
+		}
+		in.bridge[br] = bv
+	}
+	return in
+}
+
+// wake is how long the loop may sleep: until the next look for an instance,
+// the moment a call in flight would count as stalled (then each stall
+// sample), the next retry, or the next ping.
+func (r *reconciler) wake(now time.Time, snap ovsdb.Snapshot) time.Duration {
+	d := r.cfg.PingInterval
+	v := r.vs
+	switch {
+	case r.waitingForOVSDB(now, snap):
+		d = min(d, maxInstancePoll)
+	case v.conn == nil:
+		d = min(d, v.nextLook.Sub(now))
+	case v.op != nil:
+		if out := now.Sub(v.op.started); out < r.cfg.CallTimeout {
+			d = min(d, r.cfg.CallTimeout-out)
+		} else {
+			d = min(d, stallSample)
+		}
 	default:
-		st.queryErr = "dpif/show-dp-features: " + r.describe(err)
-		if errors.Is(err, appctl.ErrMalformed) {
-			break // a garbled answer: the process still answers, try again later
+		d = min(d, v.lastAnswer.Add(r.cfg.PingInterval).Sub(now))
+		for _, br := range r.cfg.Bridges {
+			st := r.bridges[br]
+			if info := snap.Bridges[br]; st.serial == v.serial && st.features == nil && st.datapathID == info.DatapathID && info.Exists {
+				d = min(d, r.nextRetry.Sub(now))
+			}
 		}
-		r.failInstance(ctx, err)
 	}
-	return true
+	return max(d, minWake)
 }
 
-// dpFeatures parses the answer already asked for, or asks for it.
-func (r *reconciler) dpFeatures(ctx context.Context, br string, asked *appctl.Result) (appctl.Features, error) {
-	if asked != nil {
-		if asked.Err != nil {
-			return nil, asked.Err
-		}
-		return appctl.ParseDPFeatures(asked.Text)
-	}
-	callCtx, cancel := context.WithTimeout(ctx, r.cfg.CallTimeout)
-	defer cancel()
-	return r.inst.conn.DPFeatures(callCtx, br)
-}
-
-func isServerError(err error) bool {
-	var se *appctl.ServerError
-	return errors.As(err, &se)
-}
-
-// settled reports whether every check has had a definite answer.
-func (r *reconciler) settled() bool {
+// settled reports whether every check has had a definite answer: OVSDB
+// connected or failed; ovs-vswitchd not found, stalled, or answering; and
+// the features of every bridge with a datapath asked of it.
+func (r *reconciler) settled(now time.Time) bool {
 	snap := r.watcher.Snapshot()
-	if !snap.Connected && snap.Err == "" {
+	v := r.vs
+	switch {
+	case !snap.Connected && snap.Err == nil, !v.tried:
+		return false
+	case v.conn == nil, v.stalled(now):
+		return true
+	case !v.established():
 		return false
 	}
-	if !r.instTried {
-		return false
-	}
-	if r.inst == nil || !snap.Connected {
+	if !snap.Connected {
 		return true
 	}
 	for _, br := range r.cfg.Bridges {
 		info := snap.Bridges[br]
-		if info.Exists && info.DatapathID != "" && !r.bridges[br].tried {
+		st := r.bridges[br]
+		if info.Exists && info.DatapathID != "" && (st.serial != v.serial || st.datapathID != info.DatapathID) {
 			return false
 		}
 	}
 	return true
 }
-
-// compute derives the status from the snapshot and what the reconciler knows.
-func (r *reconciler) compute(snap ovsdb.Snapshot) Status {
-	s := Status{
-		OVSDB:   OVSDBStatus{Endpoint: r.cfg.OVSDB, Connected: snap.Connected},
-		Bridges: make([]BridgeStatus, 0, len(r.cfg.Bridges)),
-		Checks:  make([]Check, 0, 2+2*len(r.cfg.Bridges)),
-	}
-	ovsdbMsg := ""
-	switch {
-	case !snap.Connected && snap.Err == "":
-		ovsdbMsg = "connecting to " + r.cfg.OVSDB
-	case !snap.Connected:
-		ovsdbMsg = "not connected to " + r.cfg.OVSDB + ": " + snap.Err
-	}
-	s.Checks = append(s.Checks, Check{Name: CheckOVSDB, OK: snap.Connected, Message: ovsdbMsg})
-
-	vsMsg := ""
-	if r.inst != nil {
-		s.VSwitchd = VSwitchdStatus{PID: r.inst.pid, Version: r.inst.version}
-	} else {
-		vsMsg = r.instErr
-		if vsMsg == "" {
-			vsMsg = "looking for ovs-vswitchd"
-		}
-	}
-	s.Checks = append(s.Checks, Check{Name: CheckVSwitchd, OK: r.inst != nil, Message: vsMsg})
-
-	var reasons []string
-	for _, br := range r.cfg.Bridges {
-		b, dpCheck, featCheck := r.computeBridge(br, snap)
-		s.Bridges = append(s.Bridges, b)
-		s.Checks = append(s.Checks, dpCheck, featCheck)
-		if !b.Ready {
-			reasons = append(reasons, "bridge "+br+": "+b.Reason)
-		}
-	}
-	switch {
-	case !snap.Connected:
-		s.Reason = "OVSDB: " + ovsdbMsg
-	case r.inst == nil && strings.HasPrefix(vsMsg, "ovs-vswitchd"):
-		s.Reason = vsMsg
-	case r.inst == nil:
-		s.Reason = "ovs-vswitchd: " + vsMsg
-	default:
-		s.Reason = strings.Join(reasons, "; ")
-	}
-	s.Ready = snap.Connected && r.inst != nil && len(reasons) == 0
-	if s.Ready {
-		s.Reason = ""
-	}
-	return s
-}
-
-func (r *reconciler) computeBridge(br string, snap ovsdb.Snapshot) (BridgeStatus, Check, Check) {
-	info := snap.Bridges[br]
-	st := r.bridges[br]
-	b := BridgeStatus{Name: br, DatapathID: info.DatapathID, DatapathType: info.DatapathType, Features: map[string]any{}}
-
-	var dpReason string
-	switch {
-	case !snap.Connected:
-		dpReason = "waiting for OVSDB"
-	case !info.Exists:
-		dpReason = "bridge does not exist in OVSDB"
-	case info.DatapathID == "":
-		dpReason = "waiting for datapath ID"
-	case r.inst == nil:
-		dpReason = "waiting for ovs-vswitchd"
-	case st.features == nil || st.pid != r.inst.pid || st.datapathID != info.DatapathID || st.wasMissing:
-		dpReason = st.queryErr
-		if dpReason == "" || st.pid != r.inst.pid || st.datapathID != info.DatapathID {
-			dpReason = "waiting for datapath features"
-		}
-	}
-	if dpReason != "" {
-		if d := r.diag.explain(info); d != "" {
-			dpReason += " (" + d + ")"
-		}
-		b.Reason = dpReason
-		return b, Check{Name: DatapathCheck(br), Message: dpReason},
-			Check{Name: FeaturesCheck(br), Message: "datapath not ready"}
-	}
-
-	b.Features = st.features.Map()
-	var unmet []string
-	for _, req := range r.cfg.Requirements {
-		f, ok := st.features.Get(req.Name)
-		if msg := req.Check(f.Value, ok); msg != "" {
-			unmet = append(unmet, msg)
-		}
-	}
-	featMsg := strings.Join(unmet, "; ")
-	b.Ready = featMsg == ""
-	b.Reason = featMsg
-	return b, Check{Name: DatapathCheck(br), OK: true}, Check{Name: FeaturesCheck(br), OK: b.Ready, Message: featMsg}
-}
-
-// describe turns an appctl error into the words of a reason. They must not
-// vary from one attempt to the next, or every retry would be a state change.
-func (r *reconciler) describe(err error) string {
-	if errors.Is(err, appctl.ErrTimeout) {
-		return fmt.Sprintf("not answering within %s", r.cfg.CallTimeout)
-	}
-	return err.Error()
-}
-
-// backoff doubles a delay from min up to max.
-type backoff struct {
-	min, max, cur time.Duration
-}
-
-func (b *backoff) next() time.Duration {
-	if b.cur < b.min {
-		b.cur = b.min
-	} else {
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur
-}
-
-func (b *backoff) reset() { b.cur = 0 }

@@ -69,9 +69,9 @@ func (r Requirement) String() string {
 	return fmt.Sprintf("%s%s%d", r.Name, r.Op, r.Value)
 }
 
-// Check evaluates the requirement against one reported value (bool, int64 or
-// string, as appctl parses them). It returns "" when met, else why not.
-func (r Requirement) Check(value any, reported bool) string {
+// Unmet evaluates the requirement against one reported value (bool, int64 or
+// string, as appctl parses them): why it is not met, or "" when it is.
+func (r Requirement) Unmet(value any, reported bool) string {
 	if !reported {
 		return fmt.Sprintf("feature %q is not reported by the datapath", r.Name)
 	}

@@ -69,6 +69,6 @@ func TestRequirementCheck(t *testing.T) {
 	for _, tt := range tests {
 		r, err := ParseRequirement(tt.req)
 		require.NoError(t, err)
-		assert.Equal(t, tt.want, r.Check(tt.value, tt.reported), tt.req)
+		assert.Equal(t, tt.want, r.Unmet(tt.value, tt.reported), tt.req)
 	}
 }

@@ -6,10 +6,26 @@ import (
 	"time"
 )
 
-// Check names, as CONTRACT.md spells them.
+// Check names, as the probe and the README spell them.
 const (
 	CheckOVSDB    = "ovsdb"
 	CheckVSwitchd = "vswitchd"
+)
+
+// Causes: one CamelCase word for what keeps the gate from being ready, for
+// readers that want a fixed set (a node condition's reason) rather than the
+// reason's plain words.
+const (
+	CauseReady                = "OVSReady"
+	CauseStarting             = "Starting"
+	CauseOVSDBUnreachable     = "OVSDBUnreachable"
+	CauseVSwitchdNotRunning   = "VSwitchdNotRunning"
+	CauseVSwitchdStarting     = "VSwitchdStarting"
+	CauseVSwitchdUnreachable  = "VSwitchdUnreachable"
+	CauseVSwitchdNotAnswering = "VSwitchdNotAnswering"
+	CauseVSwitchdBusy         = "VSwitchdBusy"
+	CauseBridgeNotReady       = "BridgeNotReady"
+	CauseFeaturesMissing      = "FeaturesMissing"
 )
 
 // DatapathCheck is the name of a bridge's datapath check.
@@ -28,6 +44,9 @@ type Status struct {
 	VSwitchd VSwitchdStatus `json:"vswitchd"`
 	Bridges  []BridgeStatus `json:"bridges"`
 	Checks   []Check        `json:"checks"`
+
+	// Cause is Reason as one of the Cause words; CauseReady when ready.
+	Cause string `json:"-"`
 }
 
 // OVSDBStatus describes the OVSDB connection.
@@ -37,10 +56,17 @@ type OVSDBStatus struct {
 }
 
 // VSwitchdStatus names the ovs-vswitchd instance the status was checked
-// against; PID is 0 when none is running.
+// against; PID is 0 and Since nil when none answers.
 type VSwitchdStatus struct {
-	PID     int    `json:"pid"`
+	PID     int    `json:"pid"` // as its pidfile says: 1 for a pid namespace of its own
 	Version string `json:"version"`
+	// Since is when ovsgate first reached the instance answering now. Every
+	// new instance has a new one, also when the pid number repeats (a pid
+	// namespace of its own), so a reader can tell a restart from the file.
+	Since *Timestamp `json:"since,omitempty"`
+
+	// Restarts counts the instances that answered after the first one.
+	Restarts uint64 `json:"-"`
 }
 
 // BridgeStatus is one gated bridge. Features holds the datapath features as

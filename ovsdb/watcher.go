@@ -13,6 +13,8 @@ import (
 	"github.com/ovn-kubernetes/libovsdb/client"
 	"github.com/ovn-kubernetes/libovsdb/model"
 	"k8s.io/klog/v2"
+
+	"github.com/ovsgate/ovsgate/internal/backoff"
 )
 
 // BridgeInfo is what OVSDB says about one gated bridge.
@@ -28,7 +30,7 @@ type Snapshot struct {
 	Endpoint  string
 	Connected bool                  // the monitor is established and the connection alive
 	Bridges   map[string]BridgeInfo // one entry per gated bridge; Exists=false while disconnected
-	Err       string                // why not connected; "" when connected or before the first attempt ends
+	Err       error                 // why not connected; nil when connected or before the first attempt ends
 }
 
 type options struct {
@@ -68,6 +70,10 @@ func WithBackoff(min, max time.Duration) Option {
 var (
 	errStopped = errors.New("watcher stopped")
 	errClosed  = errors.New("connection closed")
+
+	// ErrNotAnswering: ovsdb-server accepted the connection but did not
+	// answer within the timeout: it is hung, stopped or overloaded.
+	ErrNotAnswering = errors.New("not answering")
 )
 
 // Watcher keeps a conditional monitor on the gated bridges' rows and
@@ -87,7 +93,7 @@ type Watcher struct {
 	mu        sync.Mutex
 	rows      *cache.TableCache // the live connection's cache; nil while disconnected
 	connected bool
-	lastErr   string
+	lastErr   error
 }
 
 // NewWatcher validates the endpoint and bridge names; it connects nothing
@@ -202,15 +208,15 @@ func (w *Watcher) Snapshot() Snapshot {
 
 func (w *Watcher) setConnected(rows *cache.TableCache) {
 	w.mu.Lock()
-	w.rows, w.connected, w.lastErr = rows, true, ""
+	w.rows, w.connected, w.lastErr = rows, true, nil
 	w.mu.Unlock()
 	w.kick()
 }
 
 func (w *Watcher) setDisconnected(err error) {
 	w.mu.Lock()
-	changed := w.connected || w.lastErr != err.Error()
-	w.rows, w.connected, w.lastErr = nil, false, err.Error()
+	changed := w.connected || w.lastErr == nil || w.lastErr.Error() != err.Error()
+	w.rows, w.connected, w.lastErr = nil, false, err
 	w.mu.Unlock()
 	if changed {
 		w.kick()
@@ -229,7 +235,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 	defer w.running.Store(false)
 
 	log := connLog{endpoint: w.endpoint, stableAfter: w.opts.stableAfter, flapBelow: w.opts.flapBelow, repeatEvery: w.opts.repeatEvery}
-	var delay time.Duration
+	delay := backoff.Backoff{Min: w.opts.backoffMin, Max: w.opts.backoffMax, Jitter: true}
 	for {
 		connectedAt, err := w.session(ctx, &log)
 		if ctx.Err() != nil {
@@ -243,12 +249,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 		} else {
 			log.lost(now, now.Sub(connectedAt), err)
 			if now.Sub(connectedAt) >= w.opts.stableAfter {
-				delay = 0
+				delay.Reset()
 			}
 		}
-		delay = nextDelay(delay, w.opts.backoffMin, w.opts.backoffMax)
-		klog.V(4).InfoS("OVSDB reconnect scheduled", "endpoint", w.endpoint, "in", delay, "err", err)
-		t := time.NewTimer(delay)
+		wait := delay.Next()
+		klog.V(4).InfoS("OVSDB reconnect scheduled", "endpoint", w.endpoint, "in", wait, "err", err)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -300,7 +306,7 @@ func (w *Watcher) connect(ctx context.Context, c client.Client) (*cache.TableCac
 	cctx, cancel := context.WithTimeout(ctx, w.opts.connectTimeout)
 	defer cancel()
 	if err := c.Connect(cctx); err != nil {
-		return nil, fmt.Errorf("connect: %w", innermost(err))
+		return nil, w.connectError("connect", ctx, cctx, err)
 	}
 	rows := c.Cache()
 	if rows == nil { // dropped already
@@ -314,9 +320,20 @@ func (w *Watcher) connect(ctx context.Context, c client.Client) (*cache.TableCac
 		DeleteFunc: func(string, model.Model) { w.kick() },
 	})
 	if _, err := c.Monitor(cctx, newMonitor(c, w.bridges)); err != nil {
-		return nil, fmt.Errorf("monitor: %w", innermost(err))
+		return nil, w.connectError("monitor", ctx, cctx, err)
 	}
 	return rows, nil
+}
+
+// connectError names a connection attempt that ran out of time after the
+// server accepted it as a server not answering, the same words as a failed
+// echo, so that a hung ovsdb-server reads the same from one attempt to the
+// next; anything else keeps its root cause.
+func (w *Watcher) connectError(step string, ctx, cctx context.Context, err error) error {
+	if ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w within %s", ErrNotAnswering, w.opts.connectTimeout)
+	}
+	return fmt.Errorf("%s: %w", step, innermost(err))
 }
 
 // watch waits until the connection drops, an echo goes unanswered, or ctx is
@@ -337,7 +354,9 @@ func (w *Watcher) watch(ctx context.Context, c client.Client, lost <-chan struct
 			cancel()
 			if err != nil && ctx.Err() == nil {
 				// Also what a missed disconnect notification comes to.
-				return fmt.Errorf("echo: %w", err)
+				// libovsdb's own words for a timed-out echo ("incorrect
+				// server response") mean nothing to an operator.
+				return fmt.Errorf("%w within %s", ErrNotAnswering, w.opts.probeTimeout)
 			}
 		}
 	}

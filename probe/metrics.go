@@ -19,13 +19,15 @@ type Metrics struct {
 	bridgeReady     *prometheus.GaugeVec
 	transitions     prometheus.Counter
 	restarts        prometheus.Counter
+	busy            prometheus.Gauge
+	hung            prometheus.Gauge
 	ovsdbConnected  prometheus.Gauge
 	appctlDurations *prometheus.HistogramVec
 
-	mu       sync.Mutex
-	observed bool
-	wasReady bool
-	lastPID  int // last non-zero ovs-vswitchd pid seen
+	mu           sync.Mutex
+	observed     bool
+	wasReady     bool
+	lastRestarts uint64 // the gate's count of ovs-vswitchd restarts, as last seen
 }
 
 // NewMetrics registers the metrics and the Go and process collectors.
@@ -42,7 +44,16 @@ func NewMetrics() *Metrics {
 			Name: "ovsgate_transitions_total", Help: "Flips between ready and not ready.",
 		}),
 		restarts: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "ovsgate_vswitchd_restarts_total", Help: "Times a new ovs-vswitchd pid replaced the one seen before.",
+			Name: "ovsgate_vswitchd_restarts_total",
+			Help: "New ovs-vswitchd instances that answered after the first one (also when the pid number repeats).",
+		}),
+		busy: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ovsgate_vswitchd_busy",
+			Help: "1 while ovs-vswitchd leaves a call unanswered past the call timeout and its main thread uses CPU.",
+		}),
+		hung: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ovsgate_vswitchd_hung",
+			Help: "1 while ovs-vswitchd leaves a call unanswered past the call timeout and is not seen busy (stopped, deadlocked, or its CPU time not visible).",
 		}),
 		ovsdbConnected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ovsgate_ovsdb_connected", Help: "1 while the OVSDB monitor is established, else 0.",
@@ -53,7 +64,7 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"method", "result"}),
 	}
-	m.registry.MustRegister(m.ready, m.bridgeReady, m.transitions, m.restarts, m.ovsdbConnected, m.appctlDurations,
+	m.registry.MustRegister(m.ready, m.bridgeReady, m.transitions, m.restarts, m.busy, m.hung, m.ovsdbConnected, m.appctlDurations,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -77,12 +88,12 @@ func (m *Metrics) Observe(s gate.Status) {
 		m.transitions.Inc()
 	}
 	m.observed, m.wasReady = true, s.Ready
-	if pid := s.VSwitchd.PID; pid != 0 {
-		if m.lastPID != 0 && pid != m.lastPID {
-			m.restarts.Inc()
-		}
-		m.lastPID = pid
+	if n := s.VSwitchd.Restarts; n > m.lastRestarts {
+		m.restarts.Add(float64(n - m.lastRestarts))
+		m.lastRestarts = n
 	}
+	m.busy.Set(boolFloat(s.Cause == gate.CauseVSwitchdBusy))
+	m.hung.Set(boolFloat(s.Cause == gate.CauseVSwitchdNotAnswering))
 	m.ready.Set(boolFloat(s.Ready))
 	m.ovsdbConnected.Set(boolFloat(s.OVSDB.Connected))
 	for _, b := range s.Bridges {

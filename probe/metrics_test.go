@@ -33,7 +33,7 @@ ovsgate_bridge_ready{bridge="br-int"} BRINT
 # HELP ovsgate_transitions_total Flips between ready and not ready.
 # TYPE ovsgate_transitions_total counter
 ovsgate_transitions_total TRANSITIONS
-# HELP ovsgate_vswitchd_restarts_total Times a new ovs-vswitchd pid replaced the one seen before.
+# HELP ovsgate_vswitchd_restarts_total New ovs-vswitchd instances that answered after the first one (also when the pid number repeats).
 # TYPE ovsgate_vswitchd_restarts_total counter
 ovsgate_vswitchd_restarts_total RESTARTS
 # HELP ovsgate_ovsdb_connected 1 while the OVSDB monitor is established, else 0.
@@ -44,10 +44,12 @@ ovsgate_ovsdb_connected CONNECTED
 
 func itoa(i int) string { return string(rune('0' + i)) }
 
-// twoBridges is a status gating br-int and br-ex; br-ex is ready when exReady.
-func twoBridges(ready, exReady bool, pid int, connected bool) gate.Status {
+// twoBridges is a status gating br-int and br-ex; br-ex is ready when
+// exReady; the gate has counted restarts.
+func twoBridges(ready, exReady bool, restarts uint64, connected bool) gate.Status {
 	s := status(ready)
-	s.VSwitchd.PID = pid
+	s.VSwitchd.PID = 1 // a pid namespace of its own: the same pid on every start
+	s.VSwitchd.Restarts = restarts
 	s.OVSDB.Connected = connected
 	s.Bridges = append(s.Bridges, gate.BridgeStatus{Name: "br-ex", Ready: exReady})
 	return s
@@ -60,18 +62,17 @@ func TestMetricsObserve(t *testing.T) {
 	}
 	steps := []step{
 		// The first observation is not a flip, whatever it says.
-		{twoBridges(true, true, 42, true), 1, 1, 1, 0, 0, 1},
-		{twoBridges(true, true, 42, true), 1, 1, 1, 0, 0, 1},
-		{twoBridges(false, true, 42, false), 0, 0, 1, 1, 0, 0},
+		{twoBridges(true, true, 0, true), 1, 1, 1, 0, 0, 1},
+		{twoBridges(true, true, 0, true), 1, 1, 1, 0, 0, 1},
+		{twoBridges(false, true, 0, false), 0, 0, 1, 1, 0, 0},
 		{twoBridges(false, false, 0, false), 0, 0, 0, 1, 0, 0}, // vswitchd exited
 		{twoBridges(false, false, 0, true), 0, 0, 0, 1, 0, 1},
-		{twoBridges(false, false, 43, true), 0, 0, 0, 1, 1, 1}, // 42 -> 0 -> 43 is one restart
-		{twoBridges(true, true, 43, true), 1, 1, 1, 2, 1, 1},
-		{twoBridges(true, true, 43, true), 1, 1, 1, 2, 1, 1},
-		{twoBridges(false, false, 0, true), 0, 0, 0, 3, 1, 1},
-		{twoBridges(false, false, 43, true), 0, 0, 0, 3, 1, 1}, // the same pid again is no restart
-		{twoBridges(false, false, 44, true), 0, 0, 0, 3, 2, 1},
-		{twoBridges(true, true, 44, true), 1, 1, 1, 4, 2, 1},
+		{twoBridges(false, false, 1, true), 0, 0, 0, 1, 1, 1}, // a new instance answered
+		{twoBridges(true, true, 1, true), 1, 1, 1, 2, 1, 1},
+		{twoBridges(true, true, 1, true), 1, 1, 1, 2, 1, 1},
+		{twoBridges(false, false, 1, true), 0, 0, 0, 3, 1, 1},
+		{twoBridges(false, false, 3, true), 0, 0, 0, 3, 3, 1}, // two restarts between two statuses
+		{twoBridges(true, true, 3, true), 1, 1, 1, 4, 3, 1},
 	}
 	m := NewMetrics()
 	for i, st := range steps {
@@ -79,6 +80,26 @@ func TestMetricsObserve(t *testing.T) {
 		require.NoError(t, testutil.GatherAndCompare(m.Registry(),
 			strings.NewReader(expectGate(st.ready, st.brInt, st.brEx, st.transitions, st.restarts, st.connected)),
 			gateMetrics...), "after step %d", i)
+	}
+}
+
+func TestMetricsBusyAndHung(t *testing.T) {
+	m := NewMetrics()
+	for _, tt := range []struct {
+		cause      string
+		busy, hung float64
+	}{
+		{gate.CauseReady, 0, 0},
+		{gate.CauseVSwitchdBusy, 1, 0},
+		{gate.CauseVSwitchdNotAnswering, 0, 1},
+		{gate.CauseVSwitchdStarting, 0, 0},
+		{gate.CauseVSwitchdNotRunning, 0, 0},
+	} {
+		s := status(tt.cause == gate.CauseReady)
+		s.Cause = tt.cause
+		m.Observe(s)
+		assert.Equal(t, tt.busy, testutil.ToFloat64(m.busy), tt.cause)
+		assert.Equal(t, tt.hung, testutil.ToFloat64(m.hung), tt.cause)
 	}
 }
 

@@ -1,4 +1,4 @@
-package ovsdb
+package backoff
 
 import (
 	"testing"
@@ -7,7 +7,7 @@ import (
 	"github.com/stretchr/testify/assert"
 )
 
-func TestNextDelay(t *testing.T) {
+func TestJitteredBackoff(t *testing.T) {
 	tests := []struct {
 		name   string
 		lo, hi time.Duration
@@ -19,25 +19,41 @@ func TestNextDelay(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			for trial := 0; trial < 200; trial++ {
-				d := nextDelay(0, tt.lo, tt.hi)
+				b := Backoff{Min: tt.lo, Max: tt.hi, Jitter: true}
+				d := b.Next()
 				assert.GreaterOrEqual(t, d, tt.lo)
 				assert.LessOrEqual(t, d, min(tt.lo+tt.lo/5, tt.hi), "the first delay starts at the minimum")
 				steps := 0
 				for d < tt.hi*8/10 {
-					next := nextDelay(d, tt.lo, tt.hi)
+					next := b.Next()
 					assert.GreaterOrEqual(t, next, tt.lo)
 					assert.LessOrEqual(t, next, tt.hi)
-					assert.GreaterOrEqual(t, next, min(d*3/2, tt.hi*8/10), "grows on consecutive failures")
+					// Doubling under ±20% jitter: at least (2·0.8)/(1.2) = 4/3 times the last.
+					assert.GreaterOrEqual(t, next, min(d*5/4, tt.hi*8/10), "grows on consecutive failures")
 					d = next
 					steps++
 				}
 				assert.Less(t, steps, 20, "reaches the cap")
 				for i := 0; i < 5; i++ {
-					d = nextDelay(d, tt.lo, tt.hi)
+					d = b.Next()
 					assert.GreaterOrEqual(t, d, tt.hi*8/10, "stays near the cap")
 					assert.LessOrEqual(t, d, tt.hi, "never above the cap")
 				}
+				b.Reset()
+				assert.LessOrEqual(t, b.Next(), min(tt.lo+tt.lo/5, tt.hi), "Reset starts over")
 			}
 		})
 	}
+}
+
+func TestPlainBackoffDoubles(t *testing.T) {
+	b := Backoff{Min: 5 * time.Millisecond, Max: 40 * time.Millisecond}
+	var got []time.Duration
+	for i := 0; i < 6; i++ {
+		got = append(got, b.Next())
+	}
+	ms := time.Millisecond
+	assert.Equal(t, []time.Duration{5 * ms, 10 * ms, 20 * ms, 40 * ms, 40 * ms, 40 * ms}, got)
+	b.Reset()
+	assert.Equal(t, 5*ms, b.Next())
 }

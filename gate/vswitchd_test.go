@@ -1,0 +1,243 @@
+package gate
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/ovsgate/ovsgate/internal/ovstest"
+	"github.com/ovsgate/ovsgate/internal/testutil"
+)
+
+// notRegisteredVSwitchd answers "version" like ovs-vswitchd and every other
+// method as a freshly started one does before it has registered it.
+func notRegisteredVSwitchd(c net.Conn) {
+	dec := json.NewDecoder(c)
+	for {
+		var req struct {
+			ID     uint64 `json:"id"`
+			Method string `json:"method"`
+		}
+		if dec.Decode(&req) != nil {
+			return
+		}
+		if req.Method == "version" {
+			fmt.Fprintf(c, `{"id":%d,"result":"ovs-vswitchd (Open vSwitch) 3.1.0\n","error":null}`, req.ID)
+			continue
+		}
+		fmt.Fprintf(c, `{"id":%d,"result":null,"error":"\"%s\" is not a valid command (use \"list-commands\" to see a list of valid commands)"}`,
+			req.ID, req.Method)
+	}
+}
+
+// The bug this gate exists for, in the shape a container gives it: after a
+// crash, a new ovs-vswitchd with the same pid number and socket name answers
+// "version" but has not registered dp-features yet. What the old instance
+// answered must not count: not ready until the new one answers for itself.
+func TestNewInstanceWithTheSamePidIsNotTrusted(t *testing.T) {
+	ovstest.ForEachMode(t, func(t *testing.T, mode ovstest.Mode) {
+		s := ovstest.StartIn(t, mode, "br-int")
+		h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"}, RetryMax: 20 * time.Millisecond})
+		first := h.waitFor(10*time.Second, "ready", readyOn(s.VSwitchdPID()))
+		pid := first.VSwitchd.PID
+
+		s.KillVSwitchd() // the pidfile stays, naming pid
+		socket := filepath.Join(s.RunDir(), fmt.Sprintf("ovs-vswitchd.%d.ctl", pid))
+		require.NoError(t, os.Remove(socket))
+		t.Run("impostor", func(t *testing.T) {
+			testutil.ServeUnix(t, socket, notRegisteredVSwitchd)
+			st := h.waitFor(5*time.Second, "the new instance's own answer", func(st Status) bool {
+				return st.VSwitchd.Restarts == 1 && strings.Contains(st.Reason, "has not registered")
+			})
+			assert.Equal(t, fmt.Sprintf("bridge br-int: ovs-vswitchd (pid %d) has not registered dpif/show-dp-features yet", pid), st.Reason)
+			assert.Equal(t, pid, st.VSwitchd.PID)
+			require.NotNil(t, st.VSwitchd.Since)
+			assert.True(t, st.VSwitchd.Since.After(first.VSwitchd.Since.Time), "since names the new instance")
+			c, _ := st.Check(CheckVSwitchd)
+			assert.True(t, c.OK, "the new instance answers")
+			c, _ = st.Check(DatapathCheck("br-int"))
+			assert.False(t, c.OK)
+			// Retried for a while: never ready.
+			retried := h.g.progress.Load()
+			require.True(t, ovstest.Poll(5*time.Second, func() bool { return h.g.progress.Load() > retried+int64(200*time.Millisecond) }))
+		})
+		for _, st := range h.published() {
+			if st.Ready {
+				assert.Equal(t, first.VSwitchd.Since, st.VSwitchd.Since, "ready on the answers of an exited instance")
+			}
+		}
+
+		s.StartVSwitchd()
+		st := h.waitFor(10*time.Second, "ready on the real new instance", readyOnNewInstance(first))
+		assert.Equal(t, uint64(2), st.VSwitchd.Restarts)
+	})
+}
+
+// controlledCPU is a main thread whose CPU time the test sets going or
+// stops; it counts as a process started at tick 42.
+type controlledCPU struct {
+	mu      sync.Mutex
+	used    time.Duration
+	running bool
+	since   time.Time
+	fail    bool
+}
+
+func (c *controlledCPU) read(int) (time.Duration, uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fail {
+		return 0, 0, errors.New("no such process")
+	}
+	used := c.used
+	if c.running {
+		used += time.Since(c.since)
+	}
+	return used, 42, nil
+}
+
+func (c *controlledCPU) set(running bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running {
+		c.used += time.Since(c.since)
+	}
+	c.running, c.since = running, time.Now()
+}
+
+// stallingVSwitchd answers like ovs-vswitchd while open is true and holds
+// every request unanswered while it is false, then answers them in order.
+type stallingVSwitchd struct {
+	mu   sync.Mutex
+	cond *sync.Cond
+	open bool
+}
+
+func newStallingVSwitchd() *stallingVSwitchd {
+	f := &stallingVSwitchd{open: true}
+	f.cond = sync.NewCond(&f.mu)
+	return f
+}
+
+func (f *stallingVSwitchd) setOpen(open bool) {
+	f.mu.Lock()
+	f.open = open
+	f.mu.Unlock()
+	f.cond.Broadcast()
+}
+
+func (f *stallingVSwitchd) serve(c net.Conn) {
+	done := make(chan struct{})
+	defer close(done)
+	go func() { // wake the wait below when the connection ends
+		<-done
+		f.cond.Broadcast()
+	}()
+	dec := json.NewDecoder(c)
+	for {
+		var req struct {
+			ID     uint64 `json:"id"`
+			Method string `json:"method"`
+		}
+		if dec.Decode(&req) != nil {
+			return
+		}
+		f.mu.Lock()
+		for !f.open {
+			select {
+			case <-done:
+				f.mu.Unlock()
+				return
+			default:
+			}
+			f.cond.Wait()
+		}
+		f.mu.Unlock()
+		text := `ovs-vswitchd (Open vSwitch) 3.1.0\n`
+		if req.Method != "version" {
+			text = `Recirc: Yes\n`
+		}
+		if _, err := fmt.Fprintf(c, `{"id":%d,"result":"%s","error":null}`, req.ID, text); err != nil {
+			return
+		}
+	}
+}
+
+// An unanswered call turns the gate not ready after the call timeout, with
+// a reason that says whether ovs-vswitchd's main thread works (busy) or not
+// (hung), or that it cannot be seen; the verdict follows the CPU as it
+// changes, and an answer at last makes the same instance ready again.
+func TestStalledVSwitchdBusyOrHung(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	s.Eventually(10*time.Second, "datapath ID", func() bool { return s.DatapathID("br-int") != "" })
+	fake := newStallingVSwitchd()
+	dir := fakeRunDir(t, 2001, fake.serve)
+	cpu := &controlledCPU{}
+	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: dir, Bridges: []string{"br-int"},
+		CallTimeout: 300 * time.Millisecond, PingInterval: 20 * time.Millisecond}, withCPU(cpu.read))
+	first := h.waitFor(10*time.Second, "ready on the fake", readyOn(2001))
+
+	cpu.set(true)
+	fake.setOpen(false)
+	st := h.waitFor(5*time.Second, "busy", func(st Status) bool { return st.Cause == CauseVSwitchdBusy })
+	assert.Equal(t, "ovs-vswitchd (pid 2001) is busy: not answering within 300ms while its main thread uses CPU", st.Reason)
+	assert.False(t, st.Ready)
+	assert.Equal(t, first.VSwitchd.Since, st.VSwitchd.Since)
+
+	cpu.set(false)
+	st = h.waitFor(5*time.Second, "hung once the CPU stands still", func(st Status) bool { return st.Cause == CauseVSwitchdNotAnswering })
+	assert.Equal(t, "ovs-vswitchd (pid 2001) is hung: not answering within 300ms, and its main thread uses no CPU (stopped or deadlocked)", st.Reason)
+
+	cpu.mu.Lock()
+	cpu.fail = true
+	cpu.mu.Unlock()
+	st = h.waitFor(5*time.Second, "unknown once the CPU cannot be read", func(st Status) bool { return strings.Contains(st.Reason, "cannot be seen") })
+	assert.Equal(t, "ovs-vswitchd (pid 2001) is not answering within 300ms (busy or hung: its CPU time cannot be seen from here)", st.Reason)
+	assert.Equal(t, CauseVSwitchdNotAnswering, st.Cause)
+
+	fake.setOpen(true)
+	st = h.waitFor(5*time.Second, "ready again on the same instance", ready)
+	assert.Equal(t, first.VSwitchd.Since, st.VSwitchd.Since, "the held connection lived through the stall")
+	assert.Zero(t, st.VSwitchd.Restarts)
+}
+
+// A real busy ovs-vswitchd: hundreds of internal ports added in one
+// transaction keep its main loop away from unixctl for a second or more,
+// while it burns CPU; then it answers again by itself.
+func TestGateVSwitchdBusy(t *testing.T) {
+	ovstest.ForEachMode(t, func(t *testing.T, mode ovstest.Mode) {
+		s := ovstest.StartIn(t, mode, "br-int")
+		h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"},
+			CallTimeout: 100 * time.Millisecond, PingInterval: 10 * time.Millisecond})
+		first := h.waitFor(10*time.Second, "ready", ready)
+
+		args := []string{}
+		for i := range 800 {
+			name := fmt.Sprintf("p%d", i)
+			args = append(args, "--", "add-port", "br-int", name, "--", "set", "interface", name, "type=internal")
+		}
+		s.VsctlNoWait(args...)
+		st := h.waitFor(20*time.Second, "busy", func(st Status) bool { return st.Cause == CauseVSwitchdBusy })
+		assert.Equal(t, fmt.Sprintf("ovs-vswitchd (pid %d) is busy: not answering within 100ms while its main thread uses CPU", first.VSwitchd.PID), st.Reason)
+		st = h.waitFor(60*time.Second, "ready after the stall", ready)
+		assert.Equal(t, first.VSwitchd.Since, st.VSwitchd.Since)
+		// With a 100ms window and CPU time counted in 10ms ticks, a
+		// loaded machine may starve the main thread for a whole window;
+		// with the default 5s that cannot happen. Say it if it did.
+		for _, p := range h.published() {
+			if p.Cause == CauseVSwitchdNotAnswering {
+				t.Logf("read as hung for a moment: %s", p.Reason)
+			}
+		}
+	})
+}
