@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -220,21 +221,27 @@ func (e *env) delBridge() error {
 	return nil
 }
 
+// detection kills ovs-vswitchd as a crash would and times /readyz turning
+// 503 from the moment the SIGKILL is sent, then starts a new one and times
+// ovsgate trusting its pid from the moment its start script returns. The
+// sandbox script does the killing: it signals only the process it started,
+// never a pid read from the pidfile.
 func (e *env) detection(n int) (exit, restart []time.Duration, err error) {
 	for i := 0; i < n; i++ {
-		pid := vswitchdPID(e.dir)
-		if err = syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		var gone func() error
+		if gone, err = killVSwitchd(e.dir); err != nil {
 			return
 		}
 		start := time.Now()
 		if !poll(5*time.Second, func() bool { return !e.ready() }) {
+			_ = gone()
 			return nil, nil, errors.New("exit not noticed")
 		}
 		exit = append(exit, time.Since(start))
-		for syscall.Kill(pid, 0) == nil {
-			time.Sleep(time.Millisecond)
+		if err = gone(); err != nil {
+			return
 		}
-		if err = sh("hack/ovs-sandbox.sh", "start", e.dir); err != nil {
+		if err = sh("hack/ovs-sandbox.sh", "start-vswitchd", e.dir); err != nil {
 			return
 		}
 		newPID := vswitchdPID(e.dir)
@@ -245,6 +252,47 @@ func (e *env) detection(n int) (exit, restart []time.Duration, err error) {
 		restart = append(restart, time.Since(start))
 	}
 	return exit, restart, nil
+}
+
+// killVSwitchd runs `ovs-sandbox.sh kill-vswitchd` and returns as soon as
+// the script reports the SIGKILL sent; gone waits until it reports the
+// process gone (it exits 0 only then).
+func killVSwitchd(dir string) (gone func() error, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	cmd := exec.CommandContext(ctx, "hack/ovs-sandbox.sh", "kill-vswitchd", dir)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil, err
+	}
+	var said []string
+	lines := bufio.NewScanner(out)
+	finish := func() error {
+		defer cancel()
+		for lines.Scan() {
+			said = append(said, lines.Text())
+		}
+		if err := cmd.Wait(); err != nil {
+			return fmt.Errorf("hack/ovs-sandbox.sh kill-vswitchd %s: %v: %s %s", dir, err, strings.Join(said, "; "), stderr.String())
+		}
+		return nil
+	}
+	for lines.Scan() {
+		said = append(said, lines.Text())
+		if strings.HasPrefix(lines.Text(), "ovs-vswitchd: SIGKILL sent") {
+			return finish, nil
+		}
+	}
+	if err := finish(); err != nil {
+		return nil, err
+	}
+	return nil, fmt.Errorf("hack/ovs-sandbox.sh kill-vswitchd %s did not report the SIGKILL: %s", dir, strings.Join(said, "; "))
 }
 
 func (e *env) footprint(idle time.Duration) (rssKiB int, idleCPU time.Duration, goroutines int) {
