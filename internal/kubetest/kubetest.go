@@ -1,0 +1,555 @@
+package kubetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	utilnet "k8s.io/apimachinery/pkg/util/net"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// The static users every cluster knows, each with its own bearer token.
+const (
+	// AdminUser is in system:masters: it may do anything.
+	AdminUser = "admin"
+	// OVSGateUser has no groups beyond system:authenticated and no bindings
+	// until a test grants it a role.
+	OVSGateUser = "ovsgate"
+	// NobodyUser is authenticated and never bound to anything.
+	NobodyUser = "nobody"
+)
+
+const (
+	// readyTimeout bounds a start: a cold start to /readyz takes about 3.5 s
+	// on 2 cores, slower under -race and a loaded CI machine.
+	readyTimeout = 90 * time.Second
+	// stopTimeout is how long a daemon gets between SIGTERM and SIGKILL.
+	stopTimeout = 15 * time.Second
+	// logTail is how much of each daemon's log a failed test prints.
+	logTail = 8 << 10
+)
+
+// Cluster is one test's etcd and kube-apiserver.
+type Cluster struct {
+	t       testing.TB
+	dir     string
+	bin     string
+	etcdURL string
+	port    string
+	tokens  map[string]string
+
+	mu          sync.Mutex
+	etcd        *proc
+	apiserver   *proc
+	caData      []byte
+	httpClients []*http.Client
+}
+
+// proc is a daemon this package spawned and therefore may stop.
+type proc struct {
+	name   string
+	cmd    *exec.Cmd
+	log    string
+	exited chan struct{}
+	err    error // cmd.Wait's result, set before exited is closed
+}
+
+func (p *proc) running() bool {
+	select {
+	case <-p.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// Start runs etcd and kube-apiserver for t and returns once /readyz answers
+// 200. t's cleanup stops both, kube-apiserver first. Without the binaries it
+// skips t, or fails it when the CI environment variable is set.
+func Start(t testing.TB) *Cluster {
+	t.Helper()
+	bin := require(t)
+	// TempDir first: its removal is then a cleanup that runs after ours.
+	dir := t.TempDir()
+	ports := freePorts(t, 3)
+	c := &Cluster{
+		t:       t,
+		dir:     dir,
+		bin:     bin,
+		etcdURL: "http://127.0.0.1:" + ports[0],
+		port:    ports[2],
+		tokens:  map[string]string{},
+	}
+	t.Cleanup(c.cleanup)
+
+	c.writeAuthFiles(t)
+	c.startEtcd(t, "http://127.0.0.1:"+ports[1])
+	c.StartAPIServer(t)
+	return c
+}
+
+// URL is kube-apiserver's https URL.
+func (c *Cluster) URL() string { return "https://127.0.0.1:" + c.port }
+
+// EtcdPID is the pid of the running etcd, or 0.
+func (c *Cluster) EtcdPID() int { return c.pid(&c.etcd) }
+
+// APIServerPID is the pid of the running kube-apiserver, or 0.
+func (c *Cluster) APIServerPID() int { return c.pid(&c.apiserver) }
+
+func (c *Cluster) pid(p **proc) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if *p == nil || !(*p).running() {
+		return 0
+	}
+	return (*p).cmd.Process.Pid
+}
+
+// RESTConfig is a client configuration for one of the static users.
+func (c *Cluster) RESTConfig(t testing.TB, user string) *rest.Config {
+	t.Helper()
+	token, ok := c.tokens[user]
+	if !ok {
+		t.Fatalf("kubetest: unknown user %q", user)
+	}
+	c.mu.Lock()
+	ca := c.caData
+	c.mu.Unlock()
+	return &rest.Config{
+		Host:            c.URL(),
+		BearerToken:     token,
+		TLSClientConfig: rest.TLSClientConfig{CAData: ca},
+		// The default 5 QPS would make tests wait on the client, not the server.
+		QPS:     1000,
+		Burst:   1000,
+		Timeout: 30 * time.Second,
+	}
+}
+
+// Client is a clientset acting as user.
+func (c *Cluster) Client(t testing.TB, user string) kubernetes.Interface {
+	t.Helper()
+	cfg := c.RESTConfig(t, user)
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		t.Fatalf("kubetest: http client for %s: %v", user, err)
+	}
+	cs, err := kubernetes.NewForConfigAndClient(cfg, hc)
+	if err != nil {
+		t.Fatalf("kubetest: clientset for %s: %v", user, err)
+	}
+	c.mu.Lock()
+	c.httpClients = append(c.httpClients, hc)
+	c.mu.Unlock()
+	return cs
+}
+
+// AdminClient is a clientset acting as AdminUser (system:masters).
+func (c *Cluster) AdminClient() kubernetes.Interface {
+	c.t.Helper()
+	return c.Client(c.t, AdminUser)
+}
+
+// Kubeconfig writes a kubeconfig file for user and returns its path.
+func (c *Cluster) Kubeconfig(t testing.TB, user string) string {
+	t.Helper()
+	cfg := c.RESTConfig(t, user)
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
+	kc.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: user}
+	kc.CurrentContext = "kubetest"
+	path := filepath.Join(c.dir, user+".kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		t.Fatalf("kubetest: write kubeconfig: %v", err)
+	}
+	return path
+}
+
+// StopAPIServer stops kube-apiserver (SIGTERM, SIGKILL after a deadline) and
+// waits for it to exit. etcd keeps running, so StartAPIServer brings back the
+// same cluster with the same port, certificates and objects.
+func (c *Cluster) StopAPIServer(t testing.TB) {
+	t.Helper()
+	c.mu.Lock()
+	p := c.apiserver
+	c.mu.Unlock()
+	if p == nil || !p.running() {
+		t.Fatal("kubetest: kube-apiserver is not running")
+	}
+	// Pooled connections point at the old server; drop them so the next
+	// request dials afresh instead of failing on a dead connection.
+	c.closeIdleConnections()
+	if err := stop(p); err != nil {
+		t.Fatalf("kubetest: %v", err)
+	}
+}
+
+// StartAPIServer starts kube-apiserver and waits until /readyz answers 200.
+func (c *Cluster) StartAPIServer(t testing.TB) {
+	t.Helper()
+	c.mu.Lock()
+	running := c.apiserver != nil && c.apiserver.running()
+	c.mu.Unlock()
+	if running {
+		t.Fatal("kubetest: kube-apiserver already running")
+	}
+	p := c.spawn(t, "kube-apiserver", c.bin,
+		"--etcd-servers="+c.etcdURL,
+		"--bind-address=127.0.0.1",
+		// Without an advertise address kube-apiserver looks for the host's
+		// default route, which a sandbox may not have. The endpoint
+		// reconcilers refuse a loopback address; with none, nothing
+		// publishes the default/kubernetes endpoints, which these tests
+		// do not read.
+		"--advertise-address=127.0.0.1",
+		"--endpoint-reconciler-type=none",
+		"--secure-port="+c.port,
+		// Self-signed serving certificates; they are kept across restarts.
+		"--cert-dir="+c.path("certs"),
+		"--service-account-issuer=https://kubernetes.default.svc",
+		"--service-account-key-file="+c.path("sa.key"),
+		"--service-account-signing-key-file="+c.path("sa.key"),
+		"--token-auth-file="+c.path("tokens.csv"),
+		"--authorization-mode=RBAC",
+		"--service-cluster-ip-range=10.96.0.0/16",
+		// The ServiceAccount admission plugin wants a token controller
+		// (kube-controller-manager) that these tests do not run.
+		"--disable-admission-plugins=ServiceAccount",
+		"--profiling=false",
+	)
+	c.mu.Lock()
+	c.apiserver = p
+	c.mu.Unlock()
+
+	start := time.Now()
+	var rc rest.Interface
+	c.waitFor(t, p, "/readyz", func(ctx context.Context) (bool, error) {
+		if rc == nil {
+			// kube-apiserver writes its self-signed certificate (with its CA)
+			// before it listens; kept across restarts.
+			ca, err := os.ReadFile(c.path("certs", "apiserver.crt"))
+			if err != nil {
+				return false, nil
+			}
+			c.mu.Lock()
+			c.caData = ca
+			c.mu.Unlock()
+			if rc, err = c.pollClient(t); err != nil {
+				return false, err
+			}
+		}
+		var code int
+		err := rc.Get().AbsPath("/readyz").Do(ctx).StatusCode(&code).Error()
+		return err == nil && code == http.StatusOK, nil
+	})
+	t.Logf("kubetest: kube-apiserver ready at %s after %v", c.URL(), time.Since(start).Round(time.Millisecond))
+}
+
+// pollClient is an admin REST client that closes each connection after its
+// reply, so that polling leaves no pooled connections behind.
+func (c *Cluster) pollClient(t testing.TB) (rest.Interface, error) {
+	t.Helper()
+	cfg := c.RESTConfig(t, AdminUser)
+	hc, err := rest.HTTPClientFor(cfg)
+	if err != nil {
+		return nil, err
+	}
+	hc.Transport = withoutKeepAlives{hc.Transport}
+	cs, err := kubernetes.NewForConfigAndClient(cfg, hc)
+	if err != nil {
+		return nil, err
+	}
+	return cs.Discovery().RESTClient(), nil
+}
+
+// withoutKeepAlives asks the server to close each connection after its reply.
+type withoutKeepAlives struct{ rt http.RoundTripper }
+
+func (w withoutKeepAlives) RoundTrip(req *http.Request) (*http.Response, error) {
+	req = req.Clone(req.Context())
+	req.Close = true
+	return w.rt.RoundTrip(req)
+}
+
+func (c *Cluster) startEtcd(t testing.TB, peer string) {
+	t.Helper()
+	p := c.spawn(t, "etcd", "etcd",
+		"--name=kubetest",
+		"--data-dir="+c.path("etcd"),
+		"--listen-client-urls="+c.etcdURL,
+		"--advertise-client-urls="+c.etcdURL,
+		"--listen-peer-urls="+peer,
+		"--initial-advertise-peer-urls="+peer,
+		"--initial-cluster=kubetest="+peer,
+		// Test data need not survive a power cut; fsync is most of etcd's latency.
+		"--unsafe-no-fsync",
+		"--logger=zap",
+	)
+	c.mu.Lock()
+	c.etcd = p
+	c.mu.Unlock()
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	c.waitFor(t, p, "etcd /health", func(ctx context.Context) (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.etcdURL+"/health", nil)
+		if err != nil {
+			return false, err
+		}
+		res, err := hc.Do(req)
+		if err != nil {
+			return false, nil
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK, nil
+	})
+}
+
+// freePorts returns n distinct loopback ports that nobody listens on now. It
+// holds every listener until it has them all, so no two ports are the same.
+func freePorts(t testing.TB, n int) []string {
+	t.Helper()
+	ports := make([]string, n)
+	for i := range ports {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		_, ports[i], _ = net.SplitHostPort(ln.Addr().String())
+	}
+	return ports
+}
+
+// writeAuthFiles writes the service-account signing key and the static token
+// file for the users above.
+func (c *Cluster) writeAuthFiles(t testing.TB) {
+	t.Helper()
+	// 2048 bits: the smallest size kube-apiserver accepts for RS256.
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatalf("kubetest: service-account key: %v", err)
+	}
+	pemKey := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	if err := os.WriteFile(c.path("sa.key"), pemKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// token,user,uid[,"group,group"]
+	var csv strings.Builder
+	for _, u := range []struct{ name, groups string }{
+		{AdminUser, "system:masters"},
+		{OVSGateUser, ""},
+		{NobodyUser, ""},
+	} {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			t.Fatal(err)
+		}
+		c.tokens[u.name] = hex.EncodeToString(b)
+		fmt.Fprintf(&csv, "%s,%s,%s", c.tokens[u.name], u.name, u.name)
+		if u.groups != "" {
+			fmt.Fprintf(&csv, ",%q", u.groups)
+		}
+		csv.WriteString("\n")
+	}
+	if err := os.WriteFile(c.path("tokens.csv"), []byte(csv.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (c *Cluster) path(elem ...string) string {
+	return filepath.Join(append([]string{c.dir}, elem...)...)
+}
+
+// spawn starts a daemon with its output in DIR/NAME.log. Its own process
+// group keeps a Ctrl-C in the terminal for the test binary, and Pdeathsig
+// kills it if the test binary dies without running its cleanups. (Pdeathsig
+// follows the OS thread that forked, and Go only ends a thread when a
+// goroutine exits while locked to it, which nothing here does.)
+func (c *Cluster) spawn(t testing.TB, name, bin string, args ...string) *proc {
+	t.Helper()
+	logPath := c.path(name + ".log")
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logFile.Close()
+	fmt.Fprintf(logFile, "==== %s %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(append([]string{bin}, args...), " "))
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = c.dir
+	cmd.Stdout = logFile
+	cmd.Stderr = logFile
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("kubetest: start %s: %v", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, exited: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.exited)
+	}()
+	return p
+}
+
+// waitFor polls ready until it reports true, p exits, or readyTimeout passes.
+func (c *Cluster) waitFor(t testing.TB, p *proc, what string, ready func(context.Context) (bool, error)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		attempt, cancelAttempt := context.WithTimeout(ctx, 2*time.Second)
+		ok, err := ready(attempt)
+		cancelAttempt()
+		if err != nil {
+			t.Fatalf("kubetest: wait for %s: %v", what, err)
+		}
+		if ok {
+			return
+		}
+		select {
+		case <-p.exited:
+			t.Fatalf("kubetest: %s exited before %s was ready: %v\n%s", p.name, what, p.err, tail(p.log))
+		case <-ctx.Done():
+			t.Fatalf("kubetest: %s not ready after %v\n%s", what, readyTimeout, tail(p.log))
+		case <-tick.C:
+		}
+	}
+}
+
+// stop sends p SIGTERM, then SIGKILL after stopTimeout, and waits for it to
+// exit. os.Process signals through a pidfd, so it never hits a reused pid.
+func stop(p *proc) error {
+	if !p.running() {
+		return nil
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("stop %s: %w", p.name, err)
+	}
+	select {
+	case <-p.exited:
+		return nil
+	case <-time.After(stopTimeout):
+	}
+	if err := p.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill %s: %w", p.name, err)
+	}
+	<-p.exited
+	return fmt.Errorf("%s ignored SIGTERM for %v and was killed", p.name, stopTimeout)
+}
+
+func (c *Cluster) closeIdleConnections() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, hc := range c.httpClients {
+		utilnet.CloseIdleConnectionsFor(hc.Transport)
+	}
+}
+
+// cleanup stops kube-apiserver before etcd: on SIGTERM kube-apiserver removes
+// its endpoint from etcd, and with etcd already gone it hangs for minutes.
+func (c *Cluster) cleanup() {
+	c.closeIdleConnections()
+	c.mu.Lock()
+	procs := []*proc{c.apiserver, c.etcd}
+	c.mu.Unlock()
+	for _, p := range procs {
+		if p == nil {
+			continue
+		}
+		if err := stop(p); err != nil {
+			c.t.Errorf("kubetest: %v", err)
+		}
+	}
+	if c.t.Failed() {
+		for _, p := range procs {
+			if p != nil {
+				c.t.Logf("kubetest: tail of %s:\n%s", p.log, tail(p.log))
+			}
+		}
+	}
+}
+
+// tail is the end of a log file, for failure messages.
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > logTail {
+		b = b[len(b)-logTail:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	return string(b)
+}
+
+// binary finds the cached kube-apiserver through hack/kube-apiserver.sh once
+// per test binary.
+var binary = sync.OnceValues(func() (string, error) {
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for dir := wd; ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			var stderr bytes.Buffer
+			cmd := exec.Command(filepath.Join(dir, "hack", "kube-apiserver.sh"), "path")
+			cmd.Stderr = &stderr
+			out, err := cmd.Output()
+			if err != nil {
+				// Its message says how to build the binary.
+				return "", errors.New(strings.TrimSpace(stderr.String()))
+			}
+			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+			return lines[len(lines)-1], nil
+		}
+		if filepath.Dir(dir) == dir {
+			return "", fmt.Errorf("no go.mod above %s: run the tests from inside the ovsgate repository", wd)
+		}
+	}
+})
+
+// require returns the kube-apiserver binary's path, or skips t (fails it in
+// CI) when kube-apiserver or etcd is missing.
+func require(t testing.TB) string {
+	t.Helper()
+	missing := func(format string, args ...any) {
+		t.Helper()
+		msg := fmt.Sprintf(format, args...)
+		if os.Getenv("CI") != "" {
+			t.Fatalf("kubetest: %s (CI must run the kube-apiserver tests)", msg)
+		}
+		t.Skipf("kubetest: %s", msg)
+	}
+	bin, err := binary()
+	if err != nil {
+		missing("%v", err)
+	}
+	if _, err := exec.LookPath("etcd"); err != nil {
+		missing("etcd not found; run hack/kube-apiserver.sh deps (Debian's etcd-server) or make test")
+	}
+	return bin
+}
