@@ -3,6 +3,7 @@ package gate
 import (
 	"context"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -53,10 +54,8 @@ func BenchmarkAddBridgeToReady(b *testing.B) {
 	b.ReportMetric(float64(all[len(all)-1].Microseconds()), "worst-µs")
 }
 
-// BenchmarkVSwitchdExitNoticed measures the time from ovs-vswitchd's exit
-// (SIGKILL, reaped) to the gate reporting not ready.
-func BenchmarkVSwitchdExitNoticed(b *testing.B) {
-	s := ovstest.Start(b, "br-int")
+// benchGate runs a gate against s until the benchmark ends.
+func benchGate(b *testing.B, s *ovstest.Sandbox) *Gate {
 	g, err := New(Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"}})
 	if err != nil {
 		b.Fatal(err)
@@ -64,26 +63,101 @@ func BenchmarkVSwitchdExitNoticed(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); _ = g.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	var all []time.Duration
-	for b.Loop() {
-		for i := 0; i < 10; i++ {
-			pid := s.VSwitchdPID()
-			if !ovstest.Poll(10*time.Second, func() bool { st := g.Status(); return st.Ready && st.VSwitchd.PID == pid }) {
-				b.Fatal("not ready")
-			}
-			exited := s.VSwitchdExited()
-			s.SignalVSwitchd(9)
-			<-exited
-			start := time.Now()
-			if !ovstest.Poll(5*time.Second, func() bool { return !g.Status().Ready }) {
-				b.Fatal("exit not noticed")
-			}
-			all = append(all, time.Since(start))
-			s.StartVSwitchd()
-		}
-	}
+	b.Cleanup(func() { cancel(); <-done })
+	return g
+}
+
+func report(b *testing.B, all []time.Duration) {
 	slices.Sort(all)
 	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "median-µs")
 	b.ReportMetric(float64(all[len(all)-1].Microseconds()), "worst-µs")
+}
+
+// BenchmarkVSwitchdExitNoticed measures the time from ovs-vswitchd's exit
+// (SIGKILL, reaped) to the gate reporting not ready, with ovs-vswitchd on
+// the host and in a pid namespace of its own.
+func BenchmarkVSwitchdExitNoticed(b *testing.B) {
+	for _, mode := range ovstest.Modes {
+		b.Run(mode.String(), func(b *testing.B) {
+			s := ovstest.StartIn(b, mode, "br-int")
+			g := benchGate(b, s)
+			var all []time.Duration
+			for b.Loop() {
+				for i := 0; i < 10; i++ {
+					if !ovstest.Poll(10*time.Second, func() bool { return g.Status().Ready }) {
+						b.Fatal("not ready")
+					}
+					s.KillVSwitchd() // returns once the process is reaped
+					start := time.Now()
+					if !ovstest.Poll(5*time.Second, func() bool { return !g.Status().Ready }) {
+						b.Fatal("exit not noticed")
+					}
+					all = append(all, time.Since(start))
+					s.StartVSwitchd()
+				}
+			}
+			report(b, all)
+		})
+	}
+}
+
+// BenchmarkRestartToReady measures, over 20 restarts, the time from a new
+// ovs-vswitchd answering on its socket (StartVSwitchd returns then) to the
+// gate being ready on that new instance.
+func BenchmarkRestartToReady(b *testing.B) {
+	for _, mode := range ovstest.Modes {
+		b.Run(mode.String(), func(b *testing.B) {
+			s := ovstest.StartIn(b, mode, "br-int")
+			g := benchGate(b, s)
+			var all []time.Duration
+			for b.Loop() {
+				for i := 0; i < 20; i++ {
+					var before Status
+					if !ovstest.Poll(10*time.Second, func() bool { before = g.Status(); return before.Ready }) {
+						b.Fatal("not ready")
+					}
+					s.KillVSwitchd()
+					s.StartVSwitchd()
+					start := time.Now()
+					newer := func() bool {
+						st := g.Status()
+						return st.Ready && st.VSwitchd.Since != nil && st.VSwitchd.Since.After(before.VSwitchd.Since.Time)
+					}
+					if !ovstest.Poll(10*time.Second, newer) {
+						b.Fatal("not ready on the new instance")
+					}
+					all = append(all, time.Since(start))
+				}
+			}
+			report(b, all)
+		})
+	}
+}
+
+// BenchmarkHangNoticed measures the time from SIGSTOP of an answering
+// ovs-vswitchd to the gate calling it hung, with the default timings (a
+// ping after 3s of silence, not ready after 5s without an answer).
+func BenchmarkHangNoticed(b *testing.B) {
+	for _, mode := range ovstest.Modes {
+		b.Run(mode.String(), func(b *testing.B) {
+			s := ovstest.StartIn(b, mode, "br-int")
+			g := benchGate(b, s)
+			var all []time.Duration
+			for b.Loop() {
+				for i := 0; i < 3; i++ {
+					if !ovstest.Poll(20*time.Second, func() bool { return g.Status().Ready }) {
+						b.Fatal("not ready")
+					}
+					s.SignalVSwitchd(syscall.SIGSTOP)
+					start := time.Now()
+					if !ovstest.Poll(15*time.Second, func() bool { return g.Status().Cause == CauseVSwitchdNotAnswering }) {
+						b.Fatal("hang not noticed")
+					}
+					all = append(all, time.Since(start))
+					s.SignalVSwitchd(syscall.SIGCONT)
+				}
+			}
+			report(b, all)
+		})
+	}
 }

@@ -14,7 +14,9 @@ import (
 
 // maxInstancePoll bounds the wait between looks at the pidfile while no
 // ovs-vswitchd answers: a look is two file reads and a connect, so a
-// restarted ovs-vswitchd is reached within a tenth of a second.
+// restarted ovs-vswitchd is reached within a tenth of a second. Right after
+// an instance is lost the looks start at the retry minimum and double up to
+// this, since a restart usually follows at once.
 const maxInstancePoll = 100 * time.Millisecond
 
 // vswitchd follows the ovs-vswitchd instance answering now. An instance is
@@ -49,6 +51,7 @@ type vswitchd struct {
 	nextLook time.Time // no look before this while there is no instance
 	down     verdict   // why no instance answers, while none does
 	gone     *lostInstance
+	looks    backoff.Backoff // between looks while none answers
 	faults   backoff.Backoff // between connections that failed other than by an exit
 }
 
@@ -108,7 +111,9 @@ const (
 )
 
 func newVSwitchd(cfg *Config) *vswitchd {
-	return &vswitchd{cfg: cfg, cpu: mainThreadCPU, faults: backoff.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}}
+	return &vswitchd{cfg: cfg, cpu: mainThreadCPU,
+		looks:  backoff.Backoff{Min: cfg.RetryMin, Max: maxInstancePoll},
+		faults: backoff.Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}}
 }
 
 // lostC is closed when the held connection is lost; nil (never ready) when
@@ -160,8 +165,9 @@ func (v *vswitchd) lose(now time.Time, err error) {
 	}
 	klog.V(2).InfoS("Lost ovs-vswitchd", "pid", v.pid, "err", err)
 	v.conn.Close()
+	v.looks.Reset()
 	*v = vswitchd{cfg: v.cfg, cpu: v.cpu, serial: v.serial, answered: v.answered, tried: v.tried,
-		nextLook: v.nextLook, down: g.why, gone: g, faults: v.faults}
+		nextLook: v.nextLook, down: g.why, gone: g, looks: v.looks, faults: v.faults}
 }
 
 // close drops the connection for good (the gate stops).
@@ -176,7 +182,7 @@ func (v *vswitchd) close() {
 // whether there is a new instance to talk to.
 func (v *vswitchd) look(ctx context.Context, now time.Time) bool {
 	v.tried = true
-	v.nextLook = now.Add(maxInstancePoll)
+	v.nextLook = now.Add(v.looks.Next())
 	target, err := appctl.Discover(v.cfg.RunDir)
 	if err != nil {
 		v.down = v.unreachable(target, err)
@@ -189,6 +195,7 @@ func (v *vswitchd) look(ctx context.Context, now time.Time) bool {
 		v.down = v.unreachable(target, err)
 		return false
 	}
+	v.looks.Reset()
 	v.conn, v.pid, v.serial = conn, target.PID, v.serial+1
 	v.version, v.since, v.lastAnswer = "", time.Time{}, time.Time{}
 	v.peer, v.peerStart = conn.PeerPID(), 0
