@@ -8,7 +8,12 @@ COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME ?= 20s
 
-.PHONY: all build test vet deps run fuzz bench clean
+# golangci-lint, pinned; installed into bin/tools by `make lint` (the Go build
+# cache makes that quick after the first time).
+GOLANGCI_LINT_VERSION := v2.15.0
+GOLANGCI_LINT := bin/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)
+
+.PHONY: all build test vet lint deps run fuzz bench clean
 
 all: build
 
@@ -28,7 +33,16 @@ deps:
 vet:
 	$(GO) vet ./...
 
-test: deps vet
+# lint runs the linters of .golangci.yml; any finding fails it.
+lint: $(GOLANGCI_LINT)
+	$(GOLANGCI_LINT) run ./...
+
+$(GOLANGCI_LINT):
+	mkdir -p bin/tools
+	GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv bin/tools/golangci-lint $@
+
+test: deps lint vet
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # run starts a sandbox OVS with br-int under _sandbox/ and serves the gate for it.

@@ -48,7 +48,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitUsage
 }
 
-// Exit codes of CONTRACT.md.
+// Exit codes, as the README lists them for every command; users' scripts
+// and manifests branch on them.
 const (
 	exitOK       = 0
 	exitNotReady = 1

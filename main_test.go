@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -32,9 +31,9 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	binary = filepath.Join(dir, "ovsgate")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build ovsgate: %v\n%s", err, out)
+	binary, err = testutil.BuildOvsgate(dir, "")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -42,38 +41,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// result is one run of the built binary.
-type result struct {
-	code           int
-	stdout, stderr string
-}
-
-func ovsgate(t *testing.T, env []string, args ...string) result {
+// ovsgate runs the built binary with env as its environment.
+func ovsgate(t *testing.T, env []string, args ...string) testutil.Result {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Env = append(cleanEnv(), env...)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(t, err)
-	}
-	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
+	return testutil.RunOvsgate(t, binary, env, args...)
 }
 
-// cleanEnv drops OVSGATE_* variables of the test runner's own environment.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, envPrefix) {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
+// cleanEnv is the environment of a binary started by hand: PATH alone, so
+// that no OVSGATE_* variable of the test runner's own leaks in.
+func cleanEnv() []string { return []string{"PATH=" + os.Getenv("PATH")} }
 
 func sandboxArgs(s *ovstest.Sandbox) []string {
 	return []string{"--ovsdb", s.Endpoint(), "--ovs-rundir", s.RunDir()}
@@ -81,8 +57,8 @@ func sandboxArgs(s *ovstest.Sandbox) []string {
 
 func TestVersion(t *testing.T) {
 	r := ovsgate(t, nil, "version")
-	assert.Equal(t, 0, r.code)
-	assert.Regexp(t, `^ovsgate \S+\ncommit: \S+\ngo: go1\.\S+ linux/\S+\n$`, r.stdout)
+	assert.Equal(t, 0, r.Code)
+	assert.Regexp(t, `^ovsgate \S+\ncommit: \S+\ngo: go1\.\S+ linux/\S+\n$`, r.Stdout)
 }
 
 func TestBadInputIsOneLineAndExit2(t *testing.T) {
@@ -111,10 +87,10 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			r := ovsgate(t, nil, args...)
-			assert.Equal(t, 2, r.code, "stderr: %s", r.stderr)
-			assert.Empty(t, r.stdout)
-			lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
-			assert.Len(t, lines, 1, "one clear line, got %q", r.stderr)
+			assert.Equal(t, 2, r.Code, "stderr: %s", r.Stderr)
+			assert.Empty(t, r.Stdout)
+			lines := strings.Split(strings.TrimRight(r.Stderr, "\n"), "\n")
+			assert.Len(t, lines, 1, "one clear line, got %q", r.Stderr)
 			assert.True(t, strings.HasPrefix(lines[0], "ovsgate: "), lines[0])
 		})
 	}
@@ -122,27 +98,27 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 
 func TestBadEnvironmentIsExit2(t *testing.T) {
 	r := ovsgate(t, []string{"OVSGATE_OVSDB=nonsense"}, "check")
-	assert.Equal(t, 2, r.code)
-	assert.Contains(t, r.stderr, `invalid --ovsdb "nonsense"`)
+	assert.Equal(t, 2, r.Code)
+	assert.Contains(t, r.Stderr, `invalid --ovsdb "nonsense"`)
 	r = ovsgate(t, []string{"OVSGATE_TIMEOUT=soon"}, "check")
-	assert.Equal(t, 2, r.code)
-	assert.Contains(t, r.stderr, "OVSGATE_TIMEOUT")
+	assert.Equal(t, 2, r.Code)
+	assert.Contains(t, r.Stderr, "OVSGATE_TIMEOUT")
 }
 
 func TestCheck(t *testing.T) {
 	s := ovstest.Start(t, "br-int")
 
 	r := ovsgate(t, nil, append([]string{"check"}, sandboxArgs(s)...)...)
-	assert.Equal(t, 0, r.code, r.stderr)
-	assert.True(t, strings.HasPrefix(r.stdout, "READY\n"), r.stdout)
-	assert.Contains(t, r.stdout, s.DatapathID("br-int"))
-	assert.Contains(t, r.stdout, "FEATURES OF br-int")
-	assert.Empty(t, r.stderr, "no log lines at the default verbosity")
+	assert.Equal(t, 0, r.Code, r.Stderr)
+	assert.True(t, strings.HasPrefix(r.Stdout, "READY\n"), r.Stdout)
+	assert.Contains(t, r.Stdout, s.DatapathID("br-int"))
+	assert.Contains(t, r.Stdout, "FEATURES OF br-int")
+	assert.Empty(t, r.Stderr, "no log lines at the default verbosity")
 
 	r = ovsgate(t, nil, append([]string{"check", "-o", "json"}, sandboxArgs(s)...)...)
-	assert.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, 0, r.Code, r.Stderr)
 	var st gate.Status
-	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st), r.stdout)
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &st), r.Stdout)
 	assert.True(t, st.Ready)
 	assert.Equal(t, "", st.Reason)
 	assert.Equal(t, s.VSwitchdPID(), st.VSwitchd.PID)
@@ -152,26 +128,26 @@ func TestCheck(t *testing.T) {
 	assert.Equal(t, true, st.Bridges[0].Features["Recirc"])
 
 	r = ovsgate(t, nil, append([]string{"check", "--bridge", "br-int", "--bridge", "br-missing"}, sandboxArgs(s)...)...)
-	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stdout, "NOT READY: bridge br-missing: bridge does not exist in OVSDB")
+	assert.Equal(t, 1, r.Code)
+	assert.Contains(t, r.Stdout, "NOT READY: bridge br-missing: bridge does not exist in OVSDB")
 
 	r = ovsgate(t, nil, append([]string{"check", "--require-feature", "Max VLAN headers>=2", "-o", "json"}, sandboxArgs(s)...)...)
-	assert.Equal(t, 1, r.code)
-	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+	assert.Equal(t, 1, r.Code)
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &st))
 	assert.Equal(t, `bridge br-int: feature "Max VLAN headers" is 1, want >= 2`, st.Reason)
 
 	r = ovsgate(t, nil, append([]string{"check", "--require-feature", "recirc,max vlan headers>=1"}, sandboxArgs(s)...)...)
-	assert.Equal(t, 0, r.code, r.stdout)
+	assert.Equal(t, 0, r.Code, r.Stdout)
 }
 
 func TestCheckWithoutOVS(t *testing.T) {
 	dir := t.TempDir()
 	start := time.Now()
 	r := ovsgate(t, nil, "check", "--ovsdb", "unix:"+dir+"/db.sock", "--ovs-rundir", dir, "-o", "json")
-	assert.Equal(t, 1, r.code)
+	assert.Equal(t, 1, r.Code)
 	assert.Less(t, time.Since(start), 5*time.Second, "an absent OVS is a prompt answer")
 	var st gate.Status
-	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &st))
 	assert.False(t, st.OVSDB.Connected)
 	assert.Contains(t, st.Reason, "OVSDB: not connected to unix:"+dir+"/db.sock")
 	c, ok := st.Check("vswitchd")
@@ -183,26 +159,26 @@ func TestEnvironment(t *testing.T) {
 	s := ovstest.Start(t, "br-int", "br-ex")
 	env := []string{"OVSGATE_OVSDB=" + s.Endpoint(), "OVSGATE_OVS_RUNDIR=" + s.RunDir(), "OVSGATE_BRIDGE=br-int,br-ex"}
 	r := ovsgate(t, env, "check", "-o", "json")
-	assert.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, 0, r.Code, r.Stderr)
 	var st gate.Status
-	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &st))
 	require.Len(t, st.Bridges, 2)
 	assert.Equal(t, "br-ex", st.Bridges[1].Name)
 
 	// A flag on the command line wins over the environment.
 	r = ovsgate(t, env, "check", "-o", "json", "--bridge", "br-nope")
-	assert.Equal(t, 1, r.code)
-	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+	assert.Equal(t, 1, r.Code)
+	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &st))
 	require.Len(t, st.Bridges, 1)
 	assert.Equal(t, "br-nope", st.Bridges[0].Name)
 
 	r = ovsgate(t, append(env, "OVSGATE_REQUIRE_FEATURE=Max VLAN headers>=5"), "check")
-	assert.Equal(t, 1, r.code)
-	assert.Contains(t, r.stdout, `"Max VLAN headers" is 1, want >= 5`)
+	assert.Equal(t, 1, r.Code)
+	assert.Contains(t, r.Stdout, `"Max VLAN headers" is 1, want >= 5`)
 
 	dir := t.TempDir()
 	r = ovsgate(t, append(env, "OVSGATE_STATUS_FILE="+dir+"/s.json"), "check")
-	assert.Equal(t, 0, r.code)
+	assert.Equal(t, 0, r.Code)
 	assert.FileExists(t, dir+"/s.json")
 }
 
@@ -251,9 +227,9 @@ func TestWaitTimesOut(t *testing.T) {
 	s := ovstest.Start(t)
 	start := time.Now()
 	r := ovsgate(t, nil, append([]string{"wait", "--timeout", "500ms", "--bridge", "br-late"}, sandboxArgs(s)...)...)
-	assert.Equal(t, 1, r.code)
+	assert.Equal(t, 1, r.Code)
 	assert.Less(t, time.Since(start), 5*time.Second)
-	assert.Contains(t, r.stderr, "ovsgate: timed out after 500ms: bridge br-late: bridge does not exist in OVSDB")
+	assert.Contains(t, r.Stderr, "ovsgate: timed out after 500ms: bridge br-late: bridge does not exist in OVSDB")
 }
 
 // daemon is a running `ovsgate serve`.
@@ -414,10 +390,10 @@ func TestCheckAndServeWithStoppedVSwitchd(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			start := time.Now()
 			r := ovsgate(t, nil, append([]string{"check", "--timeout", "2s", "-o", "json"}, sandboxArgs(s)...)...)
-			assert.Equal(t, 1, r.code, r.stderr)
+			assert.Equal(t, 1, r.Code, r.Stderr)
 			assert.Less(t, time.Since(start), 4*time.Second)
 			var st gate.Status
-			require.NoError(t, json.Unmarshal([]byte(r.stdout), &st), r.stdout)
+			require.NoError(t, json.Unmarshal([]byte(r.Stdout), &st), r.Stdout)
 			assert.True(t, st.OVSDB.Connected)
 			c, _ := st.Check("ovsdb")
 			assert.True(t, c.OK)
@@ -459,9 +435,9 @@ func TestServePortInUse(t *testing.T) {
 	dir := t.TempDir()
 	r := ovsgate(t, nil, "serve", "--health-probe-bind-address", ln.Addr().String(), "--metrics-bind-address", "0",
 		"--ovsdb", "unix:"+dir+"/db.sock", "--ovs-rundir", dir, "--status-file", "")
-	assert.Equal(t, 1, r.code)
-	lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
-	assert.Len(t, lines, 1, r.stderr)
+	assert.Equal(t, 1, r.Code)
+	lines := strings.Split(strings.TrimSpace(r.Stderr), "\n")
+	assert.Len(t, lines, 1, r.Stderr)
 	assert.Equal(t, "ovsgate: listen on "+ln.Addr().String()+": address already in use", lines[0])
 }
 

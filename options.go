@@ -15,7 +15,8 @@ import (
 	"github.com/ovsgate/ovsgate/ovsdb"
 )
 
-// Defaults of CONTRACT.md.
+// Defaults of the shared flags: where Debian, the upstream packages and the
+// CNIs' containers keep OVS's sockets, and the bridge every CNI gates on.
 const (
 	defaultOVSDB     = "unix:/var/run/openvswitch/db.sock"
 	defaultOVSRunDir = "/var/run/openvswitch"

@@ -14,13 +14,15 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ovsgate/ovsgate/gate"
+	"github.com/ovsgate/ovsgate/internal/errutil"
 	"github.com/ovsgate/ovsgate/probe"
 )
 
 // maxLoopStall is how long the gate loop may make no progress before /livez
-// fails. The loop wakes at least every ping interval (3s) and a single call
-// blocks it for at most the call timeout (5s), so this leaves a wide margin.
-const maxLoopStall = 30 * time.Second
+// fails. The loop wakes at least every ping interval and nothing it does
+// waits longer than one call timeout (a connect), so three times both is a
+// wide margin that still catches a stuck loop within half a minute.
+const maxLoopStall = 3 * (gate.DefaultPingInterval + gate.DefaultCallTimeout)
 
 type serveOptions struct {
 	gateOptions
@@ -41,7 +43,7 @@ func newServeCommand() *cobra.Command {
 			if err := prepare(cmd, &o.gateOptions); err != nil {
 				return err
 			}
-			if err := o.validate(); err != nil {
+			if err := o.validateListeners(); err != nil {
 				return usageError(err)
 			}
 			return o.run(cmd.Context())
@@ -56,7 +58,7 @@ func newServeCommand() *cobra.Command {
 	return cmd
 }
 
-func (o *serveOptions) validate() error {
+func (o *serveOptions) validateListeners() error {
 	if err := validateAddr("--health-probe-bind-address", o.probeAddr); err != nil {
 		return err
 	}
@@ -134,11 +136,7 @@ func (o *serveOptions) run(ctx context.Context) error {
 		serve("metrics", func() error { return probe.Serve(ctx, metricsSrv, metricsLn) })
 	}
 
-	gateDone := make(chan struct{})
-	go func() {
-		defer close(gateDone)
-		_ = g.Run(ctx)
-	}()
+	stopGate := g.Start(ctx)
 
 	pub := &publisher{probe: prb, metrics: metrics, file: file}
 	updates := g.Subscribe()
@@ -166,7 +164,7 @@ loop:
 		}
 	}
 	cancel()
-	<-gateDone
+	stopGate()
 	wg.Wait()
 
 	// Never leave a stale "ready": whoever reads the file after we are gone
@@ -200,24 +198,12 @@ func (p *publisher) publish(s gate.Status) {
 	}
 	err := p.file.Write(s)
 	switch {
-	case err != nil && rootCause(err) != p.fileErr:
+	case err != nil && errutil.Root(err).Error() != p.fileErr:
 		klog.ErrorS(err, "Cannot write the status file; probes still answer")
-		p.fileErr = rootCause(err)
+		p.fileErr = errutil.Root(err).Error()
 	case err == nil && p.fileErr != "":
 		klog.InfoS("Status file writable again")
 		p.fileErr = ""
-	}
-}
-
-// rootCause is the innermost error's text: what stays the same from one
-// failed write to the next (temp file names do not).
-func rootCause(err error) string {
-	for {
-		u := errors.Unwrap(err)
-		if u == nil {
-			return err.Error()
-		}
-		err = u
 	}
 }
 

@@ -38,16 +38,7 @@ func runWait(ctx context.Context, o *gateOptions, stderr io.Writer) error {
 	if err != nil {
 		return fatalError(err)
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = g.Run(runCtx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	defer g.Start(ctx)()
 
 	var timeout <-chan time.Time
 	if o.timeout > 0 {

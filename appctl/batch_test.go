@@ -2,7 +2,6 @@ package appctl
 
 import (
 	"context"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -10,6 +9,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ovsgate/ovsgate/internal/unixctltest"
 )
 
 var threeRequests = []Request{
@@ -25,7 +26,7 @@ func TestBatchSendsAllAtOnceAndAnswersInOrder(t *testing.T) {
 		mu     sync.Mutex
 		queued []request
 	)
-	s := newFakeServer(t, func(req request, c net.Conn) {
+	s := newFakeServer(t, func(req request, c *unixctltest.Conn) {
 		mu.Lock()
 		defer mu.Unlock()
 		queued = append(queued, req)
@@ -34,9 +35,9 @@ func TestBatchSendsAllAtOnceAndAnswersInOrder(t *testing.T) {
 		}
 		for _, q := range queued {
 			if q.Method == "bad" {
-				answer(c, q.ID, nil, "bad is not a valid command")
+				c.Send(q.ID, nil, "bad is not a valid command")
 			} else {
-				answer(c, q.ID, q.Method+"("+strings.Join(q.Params, ",")+")\n", nil)
+				c.Send(q.ID, q.Method+"("+strings.Join(q.Params, ",")+")\n", nil)
 			}
 		}
 		queued = nil
@@ -66,26 +67,26 @@ func TestBatchSendsAllAtOnceAndAnswersInOrder(t *testing.T) {
 func TestBatchFaultsMidway(t *testing.T) {
 	tests := []struct {
 		name    string
-		handle  func(req request, c net.Conn)
+		handle  func(req request, c *unixctltest.Conn)
 		timeout time.Duration
 		is      error
 	}{
-		{"server exits after the first reply", func(req request, c net.Conn) {
+		{"server exits after the first reply", func(req request, c *unixctltest.Conn) {
 			if req.Method == "version" {
-				answer(c, req.ID, "ok\n", nil)
+				c.Send(req.ID, "ok\n", nil)
 				return
 			}
 			c.Close()
 		}, 5 * time.Second, ErrUnreachable},
-		{"no answer after the first", func(req request, c net.Conn) {
+		{"no answer after the first", func(req request, c *unixctltest.Conn) {
 			if req.Method == "version" {
-				answer(c, req.ID, "ok\n", nil)
+				c.Send(req.ID, "ok\n", nil)
 			}
 		}, 200 * time.Millisecond, ErrTimeout},
-		{"answers out of order", func(req request, c net.Conn) {
+		{"answers out of order", func(req request, c *unixctltest.Conn) {
 			if req.Method == "version" {
-				answer(c, req.ID, "ok\n", nil)
-				answer(c, req.ID+2, "too early\n", nil)
+				c.Send(req.ID, "ok\n", nil)
+				c.Send(req.ID+2, "too early\n", nil)
 			}
 		}, 5 * time.Second, ErrMalformed},
 	}
@@ -108,7 +109,7 @@ func TestBatchFaultsMidway(t *testing.T) {
 }
 
 func TestBatchOnClosedConnection(t *testing.T) {
-	s := newFakeServer(t, func(req request, c net.Conn) { answer(c, req.ID, "ok\n", nil) })
+	s := newFakeServer(t, func(req request, c *unixctltest.Conn) { c.Send(req.ID, "ok\n", nil) })
 	c := dial(t, s)
 	c.Close()
 	res := c.Batch(ctxTimeout(t, 5*time.Second), threeRequests...)

@@ -15,8 +15,8 @@ import (
 	"time"
 )
 
-// DefaultMaxReplySize caps one reply; a larger one is refused, not buffered.
-const DefaultMaxReplySize = 16 << 20
+// maxReplySize caps one reply; a larger one is refused, not buffered.
+const maxReplySize = 16 << 20
 
 type options struct {
 	observer func(method string, d time.Duration, err error)
@@ -26,20 +26,10 @@ type options struct {
 // Option tunes a Conn.
 type Option func(*options)
 
-// WithObserver has f called after every Call with its duration and outcome.
+// WithObserver has f called after every request with its duration and outcome.
 // f runs on the caller's goroutine and must not block.
 func WithObserver(f func(method string, d time.Duration, err error)) Option {
 	return func(o *options) { o.observer = f }
-}
-
-// WithMaxReplySize sets the reply size cap (default 16 MiB); n <= 0 keeps
-// the default.
-func WithMaxReplySize(n int) Option {
-	return func(o *options) {
-		if n > 0 {
-			o.maxReply = n
-		}
-	}
 }
 
 // Conn is one connection to a unixctl server. It serves any number of calls,
@@ -69,7 +59,7 @@ type Conn struct {
 
 // Dial connects to a control socket; ctx bounds the dial.
 func Dial(ctx context.Context, socket string, opts ...Option) (*Conn, error) {
-	o := options{maxReply: DefaultMaxReplySize}
+	o := options{maxReply: maxReplySize}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -180,7 +170,7 @@ func (c *Conn) readLoop() {
 			c.fail(err)
 			return
 		}
-		// Match here, not only in Call, so that an unsolicited answer on an
+		// Match here, not only in roundTrip, so that an unsolicited answer on an
 		// idle connection is noticed too.
 		want := c.pending.Load()
 		if want == 0 {
@@ -206,7 +196,7 @@ func (c *Conn) readLoop() {
 
 func readError(err error) error {
 	switch {
-	case err == io.EOF || errors.Is(err, syscall.ECONNRESET):
+	case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET):
 		return ErrClosed
 	case errors.Is(err, ErrMalformed):
 		return err
@@ -227,23 +217,14 @@ func unwrapOp(err error) error {
 	return err
 }
 
-// Call sends one request and waits for its reply; ctx's deadline bounds the
-// wait for the connection's turn, the write and the wait for the reply. A
-// call cut short after its request was sent closes the connection, since a
-// late reply would be taken for the answer to the next call.
-func (c *Conn) Call(ctx context.Context, method string, args ...string) (string, error) {
-	res := c.roundTrip(ctx, []Request{{Method: method, Args: args}})
-	return res[0].Text, res[0].Err
-}
-
 // Request is one call of a Batch.
 type Request struct {
 	Method string
 	Args   []string
 }
 
-// Result answers one Request of a Batch: the reply's text, or the error
-// Call would have returned.
+// Result answers one Request of a Batch: the reply's text, or why there is
+// none (a *ServerError for an error reply).
 type Result struct {
 	Text string
 	Err  error
@@ -254,8 +235,10 @@ type Result struct {
 // in one pass of its main loop, so a batch costs one round trip however
 // many requests it holds; with thousands of ports a pass takes tens of
 // milliseconds. An error reply (*ServerError) concerns its own request
-// only; a lost connection or ctx's deadline fails the request it hit and
-// every one after it, and closes the connection as Call does.
+// only; a lost connection or ctx's end fails the request it hit and every
+// one after it, and closes the connection: a late reply would be taken for
+// the answer to the next request. ctx bounds the wait for the connection's
+// turn, the write and the replies.
 func (c *Conn) Batch(ctx context.Context, reqs ...Request) []Result {
 	if len(reqs) == 0 {
 		return nil
@@ -364,37 +347,14 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// Version asks for ovs-vswitchd's version: "3.1.0".
-func (c *Conn) Version(ctx context.Context) (string, error) {
-	out, err := c.Call(ctx, "version")
-	if err != nil {
-		return "", err
-	}
-	return ParseVersion(out)
-}
-
 // ParseVersion reads the answer to "version": "3.1.0".
-func ParseVersion(out string) (string, error) {
-	v := parseVersion(out)
-	if v == "" {
-		return "", fmt.Errorf("%w: empty answer to version", ErrMalformed)
-	}
-	return v, nil
-}
-
-// parseVersion takes the last word of the first line of
+// It takes the last word of the first line of
 // "ovs-vswitchd (Open vSwitch) 3.1.0\n" (DPDK builds add more lines).
-func parseVersion(out string) string {
+func ParseVersion(out string) (string, error) {
 	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
 	line = strings.TrimSpace(line)
-	return line[strings.LastIndexAny(line, " \t")+1:]
-}
-
-// DPFeatures asks for and parses dpif/show-dp-features of bridge.
-func (c *Conn) DPFeatures(ctx context.Context, bridge string) (Features, error) {
-	out, err := c.Call(ctx, "dpif/show-dp-features", bridge)
-	if err != nil {
-		return nil, err
+	if v := line[strings.LastIndexAny(line, " \t")+1:]; v != "" {
+		return v, nil
 	}
-	return ParseDPFeatures(out)
+	return "", fmt.Errorf("%w: empty answer to version", ErrMalformed)
 }

@@ -1,7 +1,6 @@
 package appctl
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -19,54 +18,23 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ovsgate/ovsgate/internal/testutil"
+	"github.com/ovsgate/ovsgate/internal/unixctltest"
 )
 
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-// fakeServer is a unixctl server whose answers the test writes: handle gets
-// each decoded request and the connection to answer on.
+// fakeServer is a unixctl server whose answers the test writes.
 type fakeServer struct {
 	path string
 }
 
-type request struct {
-	ID     uint64   `json:"id"`
-	Method string   `json:"method"`
-	Params []string `json:"params"`
-}
+type request = unixctltest.Request
 
-// shortTempDir is a temporary directory whose paths fit in sun_path (108
-// bytes), which t.TempDir's long names may not.
-func shortTempDir(t *testing.T) string {
+func newFakeServer(t *testing.T, handle unixctltest.Handler) *fakeServer {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "appctl")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-func newFakeServer(t *testing.T, handle func(req request, c net.Conn)) *fakeServer {
-	t.Helper()
-	s := &fakeServer{path: filepath.Join(shortTempDir(t), "fake.ctl")}
-	testutil.ServeUnix(t, s.path, func(c net.Conn) {
-		dec := json.NewDecoder(bufio.NewReader(c))
-		for {
-			var req request
-			if err := dec.Decode(&req); err != nil {
-				return
-			}
-			handle(req, c)
-		}
-	})
-	return s
-}
-
-// answer writes a reply the way ovs-vswitchd does: no newline after it.
-func answer(c net.Conn, id uint64, result, errText any) {
-	b, _ := json.Marshal(map[string]any{"id": id, "result": result, "error": errText})
-	_, _ = c.Write(b)
+	return &fakeServer{path: unixctltest.Start(t, handle)}
 }
 
 func dial(t *testing.T, s *fakeServer, opts ...Option) *Conn {
@@ -104,8 +72,8 @@ func assertOpen(t *testing.T, c *Conn) {
 }
 
 func TestCallSeveralOnOneConnection(t *testing.T) {
-	s := newFakeServer(t, func(req request, c net.Conn) {
-		answer(c, req.ID, req.Method+"("+strings.Join(req.Params, ",")+")\n", nil)
+	s := newFakeServer(t, func(req request, c *unixctltest.Conn) {
+		c.Send(req.ID, req.Method+"("+strings.Join(req.Params, ",")+")\n", nil)
 	})
 	type observation struct {
 		method string
@@ -147,13 +115,13 @@ func TestCallSeveralOnOneConnection(t *testing.T) {
 func TestCallConcurrentIsSerialized(t *testing.T) {
 	var inFlight, most int
 	var mu sync.Mutex
-	s := newFakeServer(t, func(req request, c net.Conn) {
+	s := newFakeServer(t, func(req request, c *unixctltest.Conn) {
 		mu.Lock()
 		inFlight++
 		most = max(most, inFlight)
 		inFlight--
 		mu.Unlock()
-		answer(c, req.ID, req.Params[0], nil)
+		c.Send(req.ID, req.Params[0], nil)
 	})
 	c := dial(t, s)
 	var wg sync.WaitGroup
@@ -175,12 +143,12 @@ func TestCallConcurrentIsSerialized(t *testing.T) {
 func TestWaitingForTurnTimesOutWithoutClosing(t *testing.T) {
 	release := make(chan struct{})
 	slowArrived := make(chan struct{})
-	s := newFakeServer(t, func(req request, c net.Conn) {
+	s := newFakeServer(t, func(req request, c *unixctltest.Conn) {
 		if req.Method == "slow" {
 			close(slowArrived)
 			<-release
 		}
-		answer(c, req.ID, req.Method, nil)
+		c.Send(req.ID, req.Method, nil)
 	})
 	c := dial(t, s)
 	slowDone := make(chan error, 1)
@@ -206,18 +174,6 @@ func TestWaitingForTurnTimesOutWithoutClosing(t *testing.T) {
 	assertOpen(t, c)
 }
 
-// poll calls cond until it holds or d passes.
-func poll(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(time.Millisecond)
-	}
-	return true
-}
-
 func TestErrorReplies(t *testing.T) {
 	// The texts of OVS releases (see the dp-features fixtures' README).
 	tests := []struct {
@@ -233,7 +189,7 @@ func TestErrorReplies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.text, func(t *testing.T) {
-			s := newFakeServer(t, func(req request, c net.Conn) { answer(c, req.ID, nil, tt.text) })
+			s := newFakeServer(t, func(req request, c *unixctltest.Conn) { c.Send(req.ID, nil, tt.text) })
 			c := dial(t, s)
 			_, err := c.Call(ctxTimeout(t, 5*time.Second), "dpif/show-dp-features", "br-int")
 			var se *ServerError
@@ -242,7 +198,7 @@ func TestErrorReplies(t *testing.T) {
 			assert.Equal(t, "dpif/show-dp-features", se.Method)
 			assert.Equal(t, "dpif/show-dp-features: "+strings.TrimSpace(tt.text), err.Error())
 			for _, sentinel := range []error{ErrNotRegistered, ErrNoSuchBridge} {
-				assert.Equal(t, sentinel == tt.is, errors.Is(err, sentinel), "errors.Is(%v)", sentinel)
+				assert.Equal(t, errors.Is(tt.is, sentinel), errors.Is(err, sentinel), "errors.Is(%v)", sentinel)
 			}
 			for _, sentinel := range []error{ErrUnreachable, ErrTimeout, ErrMalformed} {
 				assert.NotErrorIs(t, err, sentinel)
@@ -256,7 +212,7 @@ func TestErrorReplies(t *testing.T) {
 
 func TestNonStringResult(t *testing.T) {
 	// OVS 3.4+ in JSON output mode answers with an object.
-	s := newFakeServer(t, func(req request, c net.Conn) {
+	s := newFakeServer(t, func(req request, c *unixctltest.Conn) {
 		_, _ = c.Write([]byte(`{"id":` + jsonNumber(req.ID) + `,"error":null,"result":{"reply":"Recirc: Yes\n","reply-format":"plain"}}`))
 	})
 	c := dial(t, s)
@@ -273,33 +229,33 @@ func jsonNumber(id uint64) string {
 func TestBrokenConversations(t *testing.T) {
 	tests := []struct {
 		name     string
-		answer   func(req request, c net.Conn)
+		answer   func(req request, c *unixctltest.Conn)
 		opts     []Option
 		is       error
 		contains string
 	}{
-		{"garbage", func(_ request, c net.Conn) { _, _ = c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")) },
+		{"garbage", func(_ request, c *unixctltest.Conn) { _, _ = c.Write([]byte("HTTP/1.1 200 OK\r\n\r\n")) },
 			nil, ErrMalformed, "not a JSON object"},
-		{"not JSON inside braces", func(_ request, c net.Conn) { _, _ = c.Write([]byte("{id: 1, result: x}")) },
+		{"not JSON inside braces", func(_ request, c *unixctltest.Conn) { _, _ = c.Write([]byte("{id: 1, result: x}")) },
 			nil, ErrMalformed, "malformed reply"},
-		{"truncated then closed", func(req request, c net.Conn) {
+		{"truncated then closed", func(req request, c *unixctltest.Conn) {
 			_, _ = c.Write([]byte(`{"id":1,"result":"Recirc: Y`))
 			c.Close()
 		}, nil, ErrMalformed, "truncated reply"},
-		{"wrong id", func(req request, c net.Conn) { answer(c, req.ID+7, "x", nil) },
+		{"wrong id", func(req request, c *unixctltest.Conn) { c.Send(req.ID+7, "x", nil) },
 			nil, ErrMalformed, "reply id 8 does not match request id 1"},
-		{"string id", func(req request, c net.Conn) { _, _ = c.Write([]byte(`{"id":"1","result":"x","error":null}`)) },
+		{"string id", func(req request, c *unixctltest.Conn) { _, _ = c.Write([]byte(`{"id":"1","result":"x","error":null}`)) },
 			nil, ErrMalformed, "is not a request id"},
-		{"no id", func(req request, c net.Conn) { _, _ = c.Write([]byte(`{"result":"x","error":null}`)) },
+		{"no id", func(req request, c *unixctltest.Conn) { _, _ = c.Write([]byte(`{"result":"x","error":null}`)) },
 			nil, ErrMalformed, "is not a request id"},
-		{"neither result nor error", func(req request, c net.Conn) { answer(c, req.ID, nil, nil) },
+		{"neither result nor error", func(req request, c *unixctltest.Conn) { c.Send(req.ID, nil, nil) },
 			nil, ErrMalformed, "neither result nor error"},
-		{"a request instead of a reply", func(req request, c net.Conn) {
+		{"a request instead of a reply", func(req request, c *unixctltest.Conn) {
 			_, _ = c.Write([]byte(`{"id":1,"method":"echo","params":[]}`))
 		}, nil, ErrMalformed, "server sent a request"},
-		{"oversized", func(req request, c net.Conn) { answer(c, req.ID, strings.Repeat("a", 5000), nil) },
+		{"oversized", func(req request, c *unixctltest.Conn) { c.Send(req.ID, strings.Repeat("a", 5000), nil) },
 			[]Option{WithMaxReplySize(4096)}, ErrReplyTooLarge, "over 4096 bytes"},
-		{"closed without answer", func(_ request, c net.Conn) { c.Close() },
+		{"closed without answer", func(_ request, c *unixctltest.Conn) { c.Close() },
 			nil, ErrClosed, "connection closed by ovs-vswitchd"},
 	}
 	for _, tt := range tests {
@@ -330,7 +286,7 @@ func TestReplySizeCap(t *testing.T) {
 		{"one over", 4097, false},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newFakeServer(t, func(req request, c net.Conn) {
+			s := newFakeServer(t, func(req request, c *unixctltest.Conn) {
 				_, _ = c.Write([]byte(`{"id":1,"result":"` + strings.Repeat("a", tt.size-overhead) + `","error":null}`))
 			})
 			c := dial(t, s, WithMaxReplySize(4096))
@@ -348,7 +304,7 @@ func TestReplySizeCap(t *testing.T) {
 
 func TestOversizedDefaultCap(t *testing.T) {
 	big := strings.Repeat("x", 17<<20)
-	s := newFakeServer(t, func(req request, c net.Conn) { answer(c, req.ID, big, nil) })
+	s := newFakeServer(t, func(req request, c *unixctltest.Conn) { c.Send(req.ID, big, nil) })
 	c := dial(t, s)
 	_, err := c.Call(ctxTimeout(t, 60*time.Second), "version")
 	assert.ErrorIs(t, err, ErrReplyTooLarge)
@@ -358,7 +314,7 @@ func TestOversizedDefaultCap(t *testing.T) {
 }
 
 func TestServerThatNeverAnswers(t *testing.T) {
-	s := newFakeServer(t, func(request, net.Conn) {})
+	s := newFakeServer(t, func(request, *unixctltest.Conn) {})
 	var observed error
 	c := dial(t, s, WithObserver(func(_ string, _ time.Duration, err error) { observed = err }))
 	start := time.Now()
@@ -376,7 +332,7 @@ func TestServerThatNeverAnswers(t *testing.T) {
 
 func TestCanceledCall(t *testing.T) {
 	arrived := make(chan struct{})
-	s := newFakeServer(t, func(request, net.Conn) { close(arrived) })
+	s := newFakeServer(t, func(request, *unixctltest.Conn) { close(arrived) })
 	c := dial(t, s)
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
@@ -395,8 +351,8 @@ func TestCanceledCall(t *testing.T) {
 
 func TestIdleConnectionSeesServerExit(t *testing.T) {
 	closeIt := make(chan net.Conn, 1)
-	s := newFakeServer(t, func(req request, c net.Conn) {
-		answer(c, req.ID, "ovs-vswitchd (Open vSwitch) 3.1.0\n", nil)
+	s := newFakeServer(t, func(req request, c *unixctltest.Conn) {
+		c.Send(req.ID, "ovs-vswitchd (Open vSwitch) 3.1.0\n", nil)
 		closeIt <- c
 	})
 	c := dial(t, s)
@@ -414,7 +370,7 @@ func TestIdleConnectionSeesServerExit(t *testing.T) {
 // The kernel names the process on the other end of the connection, in this
 // pid namespace: for the fake server, this very process.
 func TestPeerPID(t *testing.T) {
-	s := newFakeServer(t, func(req request, c net.Conn) { answer(c, req.ID, "x", nil) })
+	s := newFakeServer(t, func(req request, c *unixctltest.Conn) { c.Send(req.ID, "x", nil) })
 	c := dial(t, s)
 	assert.Equal(t, os.Getpid(), c.PeerPID())
 }
@@ -422,9 +378,9 @@ func TestPeerPID(t *testing.T) {
 func TestIdleConnectionUnsolicitedReply(t *testing.T) {
 	for _, id := range []uint64{0, 1, 5} {
 		t.Run(strconv.FormatUint(id, 10), func(t *testing.T) {
-			s := newFakeServer(t, func(req request, c net.Conn) {
-				answer(c, req.ID, "ok", nil)
-				answer(c, id, "again", nil)
+			s := newFakeServer(t, func(req request, c *unixctltest.Conn) {
+				c.Send(req.ID, "ok", nil)
+				c.Send(id, "again", nil)
 			})
 			c := dial(t, s)
 			out, err := c.Call(ctxTimeout(t, 5*time.Second), "version")
@@ -438,7 +394,7 @@ func TestIdleConnectionUnsolicitedReply(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
-	s := newFakeServer(t, func(req request, c net.Conn) { answer(c, req.ID, "x", nil) })
+	s := newFakeServer(t, func(req request, c *unixctltest.Conn) { c.Send(req.ID, "x", nil) })
 	c := dial(t, s)
 	require.NoError(t, c.Close())
 	waitDone(t, c, "Close")
@@ -452,7 +408,7 @@ func TestClose(t *testing.T) {
 }
 
 func TestDialErrors(t *testing.T) {
-	dir := shortTempDir(t)
+	dir := testutil.ShortTempDir(t, "appctl")
 	_, err := Dial(ctxTimeout(t, 5*time.Second), filepath.Join(dir, "none.ctl"))
 	assert.ErrorIs(t, err, ErrNoSocket)
 	assert.ErrorIs(t, err, ErrUnreachable)
@@ -469,7 +425,7 @@ func TestDialErrors(t *testing.T) {
 	assert.ErrorIs(t, err, ErrUnreachable)
 	assert.Equal(t, "control socket refuses connections: "+path, err.Error())
 
-	live := newFakeServer(t, func(request, net.Conn) {})
+	live := newFakeServer(t, func(request, *unixctltest.Conn) {})
 	ctx, cancel := context.WithTimeout(context.Background(), -time.Second)
 	defer cancel()
 	_, err = Dial(ctx, live.path)
@@ -481,7 +437,7 @@ func TestDialPermissionDenied(t *testing.T) {
 	if os.Geteuid() == 0 {
 		t.Skip("root may connect to any socket")
 	}
-	s := newFakeServer(t, func(request, net.Conn) {})
+	s := newFakeServer(t, func(request, *unixctltest.Conn) {})
 	require.NoError(t, os.Chmod(s.path, 0))
 	_, err := Dial(ctxTimeout(t, 5*time.Second), s.path)
 	assert.ErrorIs(t, err, ErrPermission)
@@ -500,10 +456,10 @@ func TestVersion(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
-			s := newFakeServer(t, func(req request, c net.Conn) {
+			s := newFakeServer(t, func(req request, c *unixctltest.Conn) {
 				assert.Equal(t, "version", req.Method)
 				assert.Empty(t, req.Params)
-				answer(c, req.ID, tt.answer, nil)
+				c.Send(req.ID, tt.answer, nil)
 			})
 			v, err := dial(t, s).Version(ctxTimeout(t, 5*time.Second))
 			if tt.err != nil {
@@ -525,6 +481,12 @@ func TestParseVersion(t *testing.T) {
 		"\n":            "",
 		"":              "",
 	} {
-		assert.Equal(t, want, parseVersion(in), "%q", in)
+		got, err := ParseVersion(in)
+		assert.Equal(t, want, got, "%q", in)
+		if want == "" {
+			assert.ErrorIs(t, err, ErrMalformed, "%q", in)
+		} else {
+			assert.NoError(t, err, "%q", in)
+		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 // deadPID returns the pid of a process that has exited and been reaped.
@@ -50,7 +52,7 @@ func TestDiscover(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			dir := shortTempDir(t)
+			dir := testutil.ShortTempDir(t, "appctl")
 			pid := live
 			if tt.pidfile != "" {
 				text := tt.pidfile

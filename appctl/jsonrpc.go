@@ -53,7 +53,7 @@ func (fr *frameReader) next() ([]byte, error) {
 		}
 		if fr.err != nil {
 			if fr.depth > 0 {
-				if fr.err == io.EOF {
+				if errors.Is(fr.err, io.EOF) {
 					return nil, fmt.Errorf("%w: truncated reply (%d bytes, then end of stream)", ErrMalformed, fr.pos-fr.start)
 				}
 				return nil, fmt.Errorf("read after %d bytes of a reply: %w", fr.pos-fr.start, fr.err)
@@ -174,7 +174,7 @@ func decodeReply(frame []byte) (reply, error) {
 		if _, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
 			return reply{}, fmt.Errorf("%w: not a JSON object", ErrMalformed)
 		}
-		return reply{}, fmt.Errorf("%w: not valid JSON: %v", ErrMalformed, err)
+		return reply{}, fmt.Errorf("%w: not valid JSON: %w", ErrMalformed, err)
 	}
 	if m == nil { // the frame was null
 		return reply{}, fmt.Errorf("%w: not a JSON object", ErrMalformed)
@@ -200,7 +200,7 @@ func decodeReply(frame []byte) (reply, error) {
 		return r, nil
 	}
 	if err := json.Unmarshal(v, &r.text); err != nil { // cannot fail: the frame was valid JSON
-		return reply{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+		return reply{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if r.isError {
 		r.text = strings.TrimSpace(r.text)

@@ -87,7 +87,7 @@ func TestFrameReader(t *testing.T) {
 
 func TestFrameReaderDropsBigBuffer(t *testing.T) {
 	big := `{"a":"` + strings.Repeat("x", 4*keepBufSize) + `"}`
-	fr := newFrameReader(strings.NewReader(big+`{"b":1}`), DefaultMaxReplySize)
+	fr := newFrameReader(strings.NewReader(big+`{"b":1}`), maxReplySize)
 	f, err := fr.next()
 	require.NoError(t, err)
 	assert.Len(t, f, len(big))
@@ -273,20 +273,20 @@ func FuzzDecodeReply(f *testing.F) {
 				t.Fatalf("decodeReply(%q) = %d %v %q, encoding/json: %d %v %q", frame, got.id, got.isError, got.text, ref.id, ref.isError, ref.text)
 			}
 		}
-		if err != io.EOF && !errors.Is(err, ErrMalformed) {
+		if !errors.Is(err, io.EOF) && !errors.Is(err, ErrMalformed) {
 			t.Fatalf("split error not ErrMalformed: %v", err)
 		}
 
 		// Where the input arrives makes no difference.
 		bytewise, err2 := frames(data, max, readers["one byte"])
-		if !slices.Equal(whole, bytewise) || (err == io.EOF) != (err2 == io.EOF) || errors.Is(err, ErrReplyTooLarge) != errors.Is(err2, ErrReplyTooLarge) {
+		if !slices.Equal(whole, bytewise) || errors.Is(err, io.EOF) != errors.Is(err2, io.EOF) || errors.Is(err, ErrReplyTooLarge) != errors.Is(err2, ErrReplyTooLarge) {
 			t.Fatalf("read whole: %q, %v; byte by byte: %q, %v", whole, err, bytewise, err2)
 		}
 
 		// A stream of valid objects is split exactly as json.Decoder does.
 		if ref, ok := refFrames(data); ok {
 			all, err := frames(data, len(data)+1, readers["whole"])
-			if err != io.EOF || !slices.Equal(all, ref) {
+			if !errors.Is(err, io.EOF) || !slices.Equal(all, ref) {
 				t.Fatalf("frames %q, %v; json.Decoder: %q", all, err, ref)
 			}
 		}

@@ -309,33 +309,31 @@ func TestStartupRaceHeldOpen(t *testing.T) {
 	t.Logf("answers before the first success: %v", seen)
 }
 
-func BenchmarkDPFeatures(b *testing.B) {
-	s := ovstest.Start(b, "br-int")
-	_, c := connect(b, s)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := c.DPFeatures(ctx, "br-int"); err != nil {
-			b.Fatal(err)
-		}
+// BenchmarkCall times one round trip on a held connection to a real
+// ovs-vswitchd.
+func BenchmarkCall(b *testing.B) {
+	for _, call := range []struct {
+		name string
+		do   func(context.Context, *appctl.Conn) error
+	}{
+		{"DPFeatures", func(ctx context.Context, c *appctl.Conn) error { _, err := c.DPFeatures(ctx, "br-int"); return err }},
+		{"Version", func(ctx context.Context, c *appctl.Conn) error { _, err := c.Version(ctx); return err }},
+	} {
+		b.Run(call.name, func(b *testing.B) {
+			s := ovstest.Start(b, "br-int")
+			_, c := connect(b, s)
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := call.do(ctx, c); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
-func BenchmarkVersion(b *testing.B) {
-	s := ovstest.Start(b, "br-int")
-	_, c := connect(b, s)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := c.Version(ctx); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-// A real ovs-vswitchd answers a batch in order, an error reply included.
 func TestBatchRealVSwitchd(t *testing.T) {
 	s := ovstest.Start(t, "br-int")
 	_, c := connect(t, s)

@@ -64,12 +64,9 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	ovsgateBin = filepath.Join(dir, "ovsgate")
-	ldflags := fmt.Sprintf("-X main.version=%s -X main.commit=%s", testVersion, testCommit)
-	build := exec.Command("go", "build", "-trimpath", "-ldflags", ldflags, "-o", ovsgateBin, "..")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build ovsgate: %v\n%s", err, out)
+	ovsgateBin, err = testutil.BuildOvsgate(dir, fmt.Sprintf("-X main.version=%s -X main.commit=%s", testVersion, testCommit))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	code := m.Run()
@@ -200,22 +197,8 @@ func TestDecodeStrict(t *testing.T) {
 // no OVSGATE_* variable of the test's own environment leaks in.
 func runOvsgate(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	var out, errOut bytes.Buffer
-	cmd := exec.CommandContext(ctx, ovsgateBin, args...)
-	cmd.Env = append([]string{"PATH=/usr/bin:/bin"}, env...)
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		require.NoError(t, err, "run ovsgate %v", args)
-	}
-	return out.String(), errOut.String(), code
+	r := testutil.RunOvsgate(t, ovsgateBin, env, args...)
+	return r.Stdout, r.Stderr, r.Code
 }
 
 var (

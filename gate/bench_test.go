@@ -60,104 +60,81 @@ func benchGate(b *testing.B, s *ovstest.Sandbox) *Gate {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = g.Run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
+	b.Cleanup(g.Start(context.Background()))
 	return g
 }
 
-func report(b *testing.B, all []time.Duration) {
-	slices.Sort(all)
-	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "median-µs")
-	b.ReportMetric(float64(all[len(all)-1].Microseconds()), "worst-µs")
-}
-
-// BenchmarkVSwitchdExitNoticed measures the time from ovs-vswitchd's exit
-// (SIGKILL, reaped) to the gate reporting not ready, with ovs-vswitchd on
-// the host and in a pid namespace of its own.
-func BenchmarkVSwitchdExitNoticed(b *testing.B) {
+// inEachMode runs n trials against a gate and a sandbox of each mode, and
+// reports the median and the worst of what trial measured. Each trial
+// starts with the gate ready.
+func inEachMode(b *testing.B, n int, trial func(s *ovstest.Sandbox, g *Gate, ready Status) time.Duration) {
 	for _, mode := range ovstest.Modes {
 		b.Run(mode.String(), func(b *testing.B) {
 			s := ovstest.StartIn(b, mode, "br-int")
 			g := benchGate(b, s)
 			var all []time.Duration
 			for b.Loop() {
-				for i := 0; i < 10; i++ {
-					if !ovstest.Poll(10*time.Second, func() bool { return g.Status().Ready }) {
+				for range n {
+					var st Status
+					if !ovstest.Poll(20*time.Second, func() bool { st = g.Status(); return st.Ready }) {
 						b.Fatal("not ready")
 					}
-					s.KillVSwitchd() // returns once the process is reaped
-					start := time.Now()
-					if !ovstest.Poll(5*time.Second, func() bool { return !g.Status().Ready }) {
-						b.Fatal("exit not noticed")
-					}
-					all = append(all, time.Since(start))
-					s.StartVSwitchd()
+					all = append(all, trial(s, g, st))
 				}
 			}
-			report(b, all)
+			slices.Sort(all)
+			b.ReportMetric(float64(all[len(all)/2].Microseconds()), "median-µs")
+			b.ReportMetric(float64(all[len(all)-1].Microseconds()), "worst-µs")
 		})
 	}
+}
+
+// until polls cond for up to d and fails the benchmark if it never holds.
+func until(b *testing.B, d time.Duration, what string, cond func() bool) {
+	if !ovstest.Poll(d, cond) {
+		b.Fatal(what)
+	}
+}
+
+// BenchmarkVSwitchdExitNoticed measures the time from ovs-vswitchd's exit
+// (SIGKILL, reaped) to the gate reporting not ready.
+func BenchmarkVSwitchdExitNoticed(b *testing.B) {
+	inEachMode(b, 10, func(s *ovstest.Sandbox, g *Gate, _ Status) time.Duration {
+		s.KillVSwitchd() // returns once the process is reaped
+		start := time.Now()
+		until(b, 5*time.Second, "exit not noticed", func() bool { return !g.Status().Ready })
+		d := time.Since(start)
+		s.StartVSwitchd()
+		return d
+	})
 }
 
 // BenchmarkRestartToReady measures, over 20 restarts, the time from a new
 // ovs-vswitchd answering on its socket (StartVSwitchd returns then) to the
 // gate being ready on that new instance.
 func BenchmarkRestartToReady(b *testing.B) {
-	for _, mode := range ovstest.Modes {
-		b.Run(mode.String(), func(b *testing.B) {
-			s := ovstest.StartIn(b, mode, "br-int")
-			g := benchGate(b, s)
-			var all []time.Duration
-			for b.Loop() {
-				for i := 0; i < 20; i++ {
-					var before Status
-					if !ovstest.Poll(10*time.Second, func() bool { before = g.Status(); return before.Ready }) {
-						b.Fatal("not ready")
-					}
-					s.KillVSwitchd()
-					s.StartVSwitchd()
-					start := time.Now()
-					newer := func() bool {
-						st := g.Status()
-						return st.Ready && st.VSwitchd.Since != nil && st.VSwitchd.Since.After(before.VSwitchd.Since.Time)
-					}
-					if !ovstest.Poll(10*time.Second, newer) {
-						b.Fatal("not ready on the new instance")
-					}
-					all = append(all, time.Since(start))
-				}
-			}
-			report(b, all)
+	inEachMode(b, 20, func(s *ovstest.Sandbox, g *Gate, before Status) time.Duration {
+		s.KillVSwitchd()
+		s.StartVSwitchd()
+		start := time.Now()
+		until(b, 10*time.Second, "not ready on the new instance", func() bool {
+			st := g.Status()
+			return st.Ready && st.VSwitchd.Since != nil && st.VSwitchd.Since.After(before.VSwitchd.Since.Time)
 		})
-	}
+		return time.Since(start)
+	})
 }
 
 // BenchmarkHangNoticed measures the time from SIGSTOP of an answering
 // ovs-vswitchd to the gate calling it hung, with the default timings (a
 // ping after 3s of silence, not ready after 5s without an answer).
 func BenchmarkHangNoticed(b *testing.B) {
-	for _, mode := range ovstest.Modes {
-		b.Run(mode.String(), func(b *testing.B) {
-			s := ovstest.StartIn(b, mode, "br-int")
-			g := benchGate(b, s)
-			var all []time.Duration
-			for b.Loop() {
-				for i := 0; i < 3; i++ {
-					if !ovstest.Poll(20*time.Second, func() bool { return g.Status().Ready }) {
-						b.Fatal("not ready")
-					}
-					s.SignalVSwitchd(syscall.SIGSTOP)
-					start := time.Now()
-					if !ovstest.Poll(15*time.Second, func() bool { return g.Status().Cause == CauseVSwitchdNotAnswering }) {
-						b.Fatal("hang not noticed")
-					}
-					all = append(all, time.Since(start))
-					s.SignalVSwitchd(syscall.SIGCONT)
-				}
-			}
-			report(b, all)
-		})
-	}
+	inEachMode(b, 3, func(s *ovstest.Sandbox, g *Gate, _ Status) time.Duration {
+		s.SignalVSwitchd(syscall.SIGSTOP)
+		start := time.Now()
+		until(b, 15*time.Second, "hang not noticed", func() bool { return g.Status().Cause == CauseVSwitchdNotAnswering })
+		d := time.Since(start)
+		s.SignalVSwitchd(syscall.SIGCONT)
+		return d
+	})
 }

@@ -11,18 +11,12 @@ func Evaluate(ctx context.Context, cfg Config) (s Status, complete bool, err err
 	if err != nil {
 		return Status{}, false, err
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = g.Run(ctx)
-	}()
+	stop := g.Start(ctx)
 	select {
 	case <-g.Settled():
 		complete = true
 	case <-ctx.Done():
 	}
-	cancel()
-	<-done
+	stop()
 	return g.Status(), complete, nil
 }

@@ -1,15 +1,13 @@
 package gate
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/ovsgate/ovsgate/internal/ovstest"
 	"github.com/ovsgate/ovsgate/internal/testutil"
+	"github.com/ovsgate/ovsgate/internal/unixctltest"
 )
 
 func openFDs(t *testing.T) int {
@@ -104,40 +103,10 @@ func TestFaultOVSDBRestartedTwentyTimes(t *testing.T) {
 	assert.LessOrEqual(t, fd1, fd0)
 }
 
-// fakeRunDir is an ovs-vswitchd run directory whose control socket a test
-// serves itself.
-func fakeRunDir(t *testing.T, pid int, serve func(c net.Conn)) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "fakevs")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "ovs-vswitchd.pid"), []byte(strconv.Itoa(pid)+"\n"), 0o644))
-	if serve == nil {
-		return dir
-	}
-	testutil.ServeUnix(t, filepath.Join(dir, fmt.Sprintf("ovs-vswitchd.%d.ctl", pid)), serve)
-	return dir
-}
-
-// answerVersionThen answers the first request ("version") like ovs-vswitchd,
-// then hands every later request to next.
-func answerVersionThen(next func(c net.Conn, id float64)) func(net.Conn) {
-	return func(c net.Conn) {
-		dec := json.NewDecoder(c)
-		for first := true; ; first = false {
-			var req map[string]any
-			if dec.Decode(&req) != nil {
-				return
-			}
-			id, _ := req["id"].(float64)
-			if first || req["method"] == "version" && next == nil {
-				fmt.Fprintf(c, `{"id":%d,"result":"ovs-vswitchd (Open vSwitch) 3.1.0\n","error":null}`, int(id))
-				continue
-			}
-			next(c, id)
-		}
-	}
-}
+type (
+	request = unixctltest.Request
+	fakeCtl = unixctltest.Conn
+)
 
 // Hostile or broken ovs-vswitchd control sockets: each yields a truthful
 // not-ready reason within the deadline; nothing hangs or crashes.
@@ -152,35 +121,35 @@ func TestFaultHostileVSwitchd(t *testing.T) {
 	}{
 		{"never answers", func(t *testing.T) string {
 			// Reads requests and never answers, until cleanup closes the connection.
-			return fakeRunDir(t, 1111, func(c net.Conn) { _, _ = io.Copy(io.Discard, c) })
+			return unixctltest.RunDir(t, 1111, func(request, *fakeCtl) {})
 		}, "ovs-vswitchd (pid 1111) is hung: not answering within 300ms, and its main thread uses no CPU (stopped or deadlocked)"},
 		{"garbage", func(t *testing.T) string {
-			return fakeRunDir(t, 1112, answerVersionThen(func(c net.Conn, _ float64) { _, _ = c.Write([]byte("\x00\x01garbage")) }))
+			return unixctltest.RunDir(t, 1112, unixctltest.VersionThen(func(_ request, c *fakeCtl) { c.Raw("\x00\x01garbage") }))
 		}, "malformed reply"},
 		{"closes mid-reply", func(t *testing.T) string {
-			return fakeRunDir(t, 1113, answerVersionThen(func(c net.Conn, id float64) {
-				fmt.Fprintf(c, `{"id":%d,"result":"Recirc: Y`, int(id))
+			return unixctltest.RunDir(t, 1113, unixctltest.VersionThen(func(req request, c *fakeCtl) {
+				c.Raw(fmt.Sprintf(`{"id":%d,"result":"Recirc: Y`, req.ID))
 				c.Close()
 			}))
 		}, "truncated reply"},
 		{"100 MiB answer", func(t *testing.T) string {
-			return fakeRunDir(t, 1114, answerVersionThen(func(c net.Conn, id float64) {
-				fmt.Fprintf(c, `{"id":%d,"result":"%s","error":null}`, int(id), huge)
+			return unixctltest.RunDir(t, 1114, unixctltest.VersionThen(func(req request, c *fakeCtl) {
+				c.Raw(fmt.Sprintf(`{"id":%d,"result":"%s","error":null}`, req.ID, huge))
 			}))
 		}, "reply too large"},
 		{"wrong id", func(t *testing.T) string {
-			return fakeRunDir(t, 1115, answerVersionThen(func(c net.Conn, id float64) {
-				fmt.Fprintf(c, `{"id":%d,"result":"Recirc: Yes","error":null}`, int(id)+1)
+			return unixctltest.RunDir(t, 1115, unixctltest.VersionThen(func(req request, c *fakeCtl) {
+				c.Reply(req.ID+1, "Recirc: Yes")
 			}))
 		}, "does not match request id"},
 		{"pidfile garbage", func(t *testing.T) string {
-			dir := fakeRunDir(t, 1, nil)
+			dir := unixctltest.RunDir(t, 1, nil)
 			require.NoError(t, os.WriteFile(filepath.Join(dir, "ovs-vswitchd.pid"), []byte("\xff\xfegarbage"), 0o644))
 			return dir
 		}, "not a pid"},
-		{"stale pid, no socket", func(t *testing.T) string { return fakeRunDir(t, 99999, nil) }, "stale pidfile"},
+		{"stale pid, no socket", func(t *testing.T) string { return unixctltest.RunDir(t, 99999, nil) }, "stale pidfile"},
 		{"stale socket", func(t *testing.T) string {
-			dir := fakeRunDir(t, 1116, nil)
+			dir := unixctltest.RunDir(t, 1116, nil)
 			ln, err := net.Listen("unix", filepath.Join(dir, "ovs-vswitchd.1116.ctl"))
 			require.NoError(t, err)
 			ln.(*net.UnixListener).SetUnlinkOnClose(false)
@@ -206,14 +175,23 @@ func TestFaultHostileVSwitchd(t *testing.T) {
 	}
 }
 
-// With OVSDB away for hundreds of attempts (a minute's worth and more with
-// the default backoff), the default verbosity shows a handful of lines.
+// brokenOVSDB is an OVSDB socket at dir/db.sock that closes every
+// connection at once; it counts them.
+func brokenOVSDB(t *testing.T, dir string) *atomic.Int64 {
+	var n atomic.Int64
+	testutil.ServeUnix(t, filepath.Join(dir, "db.sock"), func(net.Conn) { n.Add(1) })
+	return &n
+}
+
+// With OVSDB failing for hundreds of attempts (a minute's worth and more
+// with the default backoff), the default verbosity shows a handful of lines.
 func TestFaultLogVolumeWhileOVSDBAway(t *testing.T) {
 	buf, _ := testutil.CaptureKlog(t)
-	dir := fakeRunDir(t, 1, nil)
-	h := startGate(t, Config{OVSDB: "unix:" + dir + "/db.sock", RunDir: dir, Bridges: []string{"br-int"},
+	dir := unixctltest.RunDir(t, 1, nil)
+	attempts := brokenOVSDB(t, dir)
+	startGate(t, Config{OVSDB: "unix:" + dir + "/db.sock", RunDir: dir, Bridges: []string{"br-int"},
 		OVSDBBackoffMin: time.Millisecond, OVSDBBackoffMax: 2 * time.Millisecond, RetryMax: 2 * time.Millisecond})
-	require.True(t, ovstest.Poll(10*time.Second, func() bool { return h.g.watcher.Attempts() >= 300 }),
+	require.True(t, ovstest.Poll(10*time.Second, func() bool { return attempts.Load() >= 300 }),
 		"reconnect attempts go on")
 	klog.Flush()
 	lines := buf.Lines()
@@ -280,45 +258,29 @@ func TestFaultNotRegisteredUntilOVSDBReturns(t *testing.T) {
 // Nothing in the OVSDB path gives up: the watcher's backoff is capped and
 // never ends, so there is no elapsed-time limit whose expiry could panic.
 func TestFaultOVSDBBackoffNeverGivesUp(t *testing.T) {
-	dir := fakeRunDir(t, 1, nil)
+	dir := unixctltest.RunDir(t, 1, nil)
+	attempts := brokenOVSDB(t, dir)
 	h := startGate(t, Config{OVSDB: "unix:" + dir + "/db.sock", RunDir: dir, Bridges: []string{"br-int"},
 		OVSDBBackoffMin: time.Microsecond, OVSDBBackoffMax: time.Microsecond})
-	require.True(t, ovstest.Poll(20*time.Second, func() bool { return h.g.watcher.Attempts() >= 2000 }))
+	require.True(t, ovstest.Poll(20*time.Second, func() bool { return attempts.Load() >= 2000 }))
 	st := h.g.Status()
 	assert.False(t, st.Ready)
 	assert.Contains(t, st.Reason, "OVSDB: not connected")
 }
 
-// batchOnlyVSwitchd serves a control socket that answers nothing until two
-// requests have arrived, then answers each request like ovs-vswitchd.
-func batchOnlyVSwitchd(c net.Conn) {
-	answer := func(req map[string]any) {
-		id, _ := req["id"].(float64)
-		text := `ovs-vswitchd (Open vSwitch) 3.1.0\n`
-		if req["method"] != "version" {
-			text = `Recirc: Yes\n`
+// batchOnlyVSwitchd answers nothing until two requests have arrived on a
+// connection, then answers each like ovs-vswitchd.
+func batchOnlyVSwitchd(req request, c *fakeCtl) {
+	if len(c.Held) < 2 {
+		c.Held = append(c.Held, req)
+		if len(c.Held) == 2 {
+			for _, r := range c.Held {
+				unixctltest.VSwitchd(r, c)
+			}
 		}
-		fmt.Fprintf(c, `{"id":%d,"result":"%s","error":null}`, int(id), text)
+		return
 	}
-	dec := json.NewDecoder(c)
-	var first []map[string]any
-	for len(first) < 2 {
-		var req map[string]any
-		if dec.Decode(&req) != nil {
-			return
-		}
-		first = append(first, req)
-	}
-	for _, req := range first {
-		answer(req)
-	}
-	for { // pings from now on
-		var req map[string]any
-		if dec.Decode(&req) != nil {
-			return
-		}
-		answer(req)
-	}
+	unixctltest.VSwitchd(req, c)
 }
 
 // A new ovs-vswitchd is asked for its version and for the features of a
@@ -328,7 +290,7 @@ func batchOnlyVSwitchd(c net.Conn) {
 func TestNewInstanceAskedInOneBatch(t *testing.T) {
 	s := ovstest.Start(t, "br-int")
 	s.Eventually(10*time.Second, "datapath ID", func() bool { return s.DatapathID("br-int") != "" })
-	dir := fakeRunDir(t, 1117, batchOnlyVSwitchd)
+	dir := unixctltest.RunDir(t, 1117, batchOnlyVSwitchd)
 	// Hide the instance until the gate knows the datapath from OVSDB.
 	pidfile := filepath.Join(dir, "ovs-vswitchd.pid")
 	pid, err := os.ReadFile(pidfile)
@@ -351,7 +313,7 @@ func TestNewInstanceAskedInOneBatch(t *testing.T) {
 func TestFirstContactWaitsForOVSDB(t *testing.T) {
 	s := ovstest.Start(t, "br-int")
 	s.Eventually(10*time.Second, "datapath ID", func() bool { return s.DatapathID("br-int") != "" })
-	dir := fakeRunDir(t, 1118, batchOnlyVSwitchd)
+	dir := unixctltest.RunDir(t, 1118, batchOnlyVSwitchd)
 	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: dir, Bridges: []string{"br-int"}, CallTimeout: 30 * time.Second})
 	h.waitFor(10*time.Second, "ready on the fake ovs-vswitchd", readyOn(1118))
 }

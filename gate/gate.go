@@ -155,6 +155,23 @@ func (g *Gate) Alive(maxStall time.Duration) error {
 	return nil
 }
 
+// Start runs the gate on its own goroutine until ctx is done or stop is
+// called; stop cancels it and returns once Run has returned.
+func (g *Gate) Start(ctx context.Context) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := g.Run(ctx); err != nil {
+			klog.ErrorS(err, "Gate stopped")
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
 // Run watches Open vSwitch until ctx is done. It returns nil then; a gate
 // runs once.
 func (g *Gate) Run(ctx context.Context) error {
@@ -221,7 +238,7 @@ func (g *Gate) markSettled() {
 }
 
 // publish stores s and hands it to subscribers unless nothing but the time
-// would change, and logs state changes.
+// would change, and logs changes of readiness and of cause.
 func (g *Gate) publish(s Status) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -238,8 +255,13 @@ func (g *Gate) publish(s Status) {
 	case !s.Ready && prev.Ready:
 		g.notReadySince = s.Updated.Time
 		klog.InfoS("Not ready", "reason", s.Reason)
-	case !s.Ready && s.Reason != prev.Reason:
+	case !s.Ready && s.Cause != prev.Cause:
 		klog.InfoS("Not ready", "reason", s.Reason)
+	case !s.Ready && s.Reason != prev.Reason:
+		// The same cause in other words (an OVSDB server that fails each
+		// connection differently, a bridge on its way): a line per change
+		// of cause is enough at the default level.
+		klog.V(2).InfoS("Not ready", "reason", s.Reason)
 	default:
 		klog.V(4).InfoS("Status changed", "ready", s.Ready, "reason", s.Reason)
 	}

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ovsgate/ovsgate/internal/ovstest"
+	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -72,18 +73,7 @@ func startGate(t *testing.T, cfg Config, opts ...gateOption) *harness {
 		h.all = append(h.all, s)
 		h.mu.Unlock()
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- g.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			assert.NoError(t, err)
-		case <-time.After(15 * time.Second):
-			t.Error("gate did not stop within 15s of cancel")
-		}
-	})
+	testutil.RunUntilCleanup(t, 15*time.Second, g.Run)
 	return h
 }
 

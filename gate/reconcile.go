@@ -119,11 +119,9 @@ func (r *reconciler) waitingForOVSDB(now time.Time, snap ovsdb.Snapshot) bool {
 	return !r.vs.tried && !snap.Connected && snap.Err == nil && now.Sub(r.started) < firstContactWait
 }
 
-// connect asks a new instance for its version and, in the same batch, for
-// the features of every bridge that already has a datapath. ovs-vswitchd
-// answers every request waiting on a connection in one pass of its main
-// loop, so a batch costs one round trip however many requests it holds: with
-// thousands of ports a pass takes tens of milliseconds.
+// connect asks a new instance for its version and, in the same batch (one
+// pass of ovs-vswitchd's main loop: see appctl.Conn.Batch), for the features
+// of every bridge that already has a datapath.
 func (r *reconciler) connect(now time.Time, snap ovsdb.Snapshot) {
 	o := &op{kind: opConnect, reqs: []appctl.Request{{Method: "version"}}}
 	for _, br := range r.cfg.Bridges {

@@ -1,10 +1,8 @@
 package gate
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,29 +14,12 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ovsgate/ovsgate/internal/ovstest"
-	"github.com/ovsgate/ovsgate/internal/testutil"
+	"github.com/ovsgate/ovsgate/internal/unixctltest"
 )
 
 // notRegisteredVSwitchd answers "version" like ovs-vswitchd and every other
 // method as a freshly started one does before it has registered it.
-func notRegisteredVSwitchd(c net.Conn) {
-	dec := json.NewDecoder(c)
-	for {
-		var req struct {
-			ID     uint64 `json:"id"`
-			Method string `json:"method"`
-		}
-		if dec.Decode(&req) != nil {
-			return
-		}
-		if req.Method == "version" {
-			fmt.Fprintf(c, `{"id":%d,"result":"ovs-vswitchd (Open vSwitch) 3.1.0\n","error":null}`, req.ID)
-			continue
-		}
-		fmt.Fprintf(c, `{"id":%d,"result":null,"error":"\"%s\" is not a valid command (use \"list-commands\" to see a list of valid commands)"}`,
-			req.ID, req.Method)
-	}
-}
+var notRegisteredVSwitchd = unixctltest.VersionThen(func(req request, c *fakeCtl) { c.NotValid(req) })
 
 // The bug this gate exists for, in the shape a container gives it: after a
 // crash, a new ovs-vswitchd with the same pid number and socket name answers
@@ -55,7 +36,7 @@ func TestNewInstanceWithTheSamePidIsNotTrusted(t *testing.T) {
 		socket := filepath.Join(s.RunDir(), fmt.Sprintf("ovs-vswitchd.%d.ctl", pid))
 		require.NoError(t, os.Remove(socket))
 		t.Run("impostor", func(t *testing.T) {
-			testutil.ServeUnix(t, socket, notRegisteredVSwitchd)
+			unixctltest.Serve(t, socket, notRegisteredVSwitchd)
 			st := h.waitFor(5*time.Second, "the new instance's own answer", func(st Status) bool {
 				return st.VSwitchd.Restarts == 1 && strings.Contains(st.Reason, "has not registered")
 			})
@@ -115,61 +96,42 @@ func (c *controlledCPU) set(running bool) {
 	c.running, c.since = running, time.Now()
 }
 
-// stallingVSwitchd answers like ovs-vswitchd while open is true and holds
-// every request unanswered while it is false, then answers them in order.
+// stallingVSwitchd answers like ovs-vswitchd while it is open and holds
+// every request unanswered while it is not, then answers them in order.
 type stallingVSwitchd struct {
 	mu   sync.Mutex
-	cond *sync.Cond
-	open bool
+	open chan struct{} // closed while open
 }
 
 func newStallingVSwitchd() *stallingVSwitchd {
-	f := &stallingVSwitchd{open: true}
-	f.cond = sync.NewCond(&f.mu)
+	f := &stallingVSwitchd{open: make(chan struct{})}
+	close(f.open)
 	return f
 }
 
 func (f *stallingVSwitchd) setOpen(open bool) {
 	f.mu.Lock()
-	f.open = open
-	f.mu.Unlock()
-	f.cond.Broadcast()
+	defer f.mu.Unlock()
+	select {
+	case <-f.open:
+		if !open {
+			f.open = make(chan struct{})
+		}
+	default:
+		if open {
+			close(f.open)
+		}
+	}
 }
 
-func (f *stallingVSwitchd) serve(c net.Conn) {
-	done := make(chan struct{})
-	defer close(done)
-	go func() { // wake the wait below when the connection ends
-		<-done
-		f.cond.Broadcast()
-	}()
-	dec := json.NewDecoder(c)
-	for {
-		var req struct {
-			ID     uint64 `json:"id"`
-			Method string `json:"method"`
-		}
-		if dec.Decode(&req) != nil {
-			return
-		}
-		f.mu.Lock()
-		for !f.open {
-			select {
-			case <-done:
-				f.mu.Unlock()
-				return
-			default:
-			}
-			f.cond.Wait()
-		}
-		f.mu.Unlock()
-		text := `ovs-vswitchd (Open vSwitch) 3.1.0\n`
-		if req.Method != "version" {
-			text = `Recirc: Yes\n`
-		}
-		if _, err := fmt.Fprintf(c, `{"id":%d,"result":"%s","error":null}`, req.ID, text); err != nil {
-			return
-		}
+func (f *stallingVSwitchd) serve(req request, c *fakeCtl) {
+	f.mu.Lock()
+	open := f.open
+	f.mu.Unlock()
+	select {
+	case <-open:
+		unixctltest.VSwitchd(req, c)
+	case <-c.Done():
 	}
 }
 
@@ -181,7 +143,7 @@ func TestStalledVSwitchdBusyOrHung(t *testing.T) {
 	s := ovstest.Start(t, "br-int")
 	s.Eventually(10*time.Second, "datapath ID", func() bool { return s.DatapathID("br-int") != "" })
 	fake := newStallingVSwitchd()
-	dir := fakeRunDir(t, 2001, fake.serve)
+	dir := unixctltest.RunDir(t, 2001, fake.serve)
 	cpu := &controlledCPU{}
 	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: dir, Bridges: []string{"br-int"},
 		CallTimeout: 300 * time.Millisecond, PingInterval: 20 * time.Millisecond}, withCPU(cpu.read))

@@ -1,7 +1,6 @@
 package hack
 
 import (
-	"context"
 	"errors"
 	"io"
 	"net"
@@ -121,15 +120,8 @@ func awaitReady(t *testing.T, r *runSh, addr string) {
 // buildOvsgate builds the binary run.sh runs, once for all of TestRun.
 func buildOvsgate(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
+	bin, err := testutil.BuildOvsgate(t.TempDir(), "")
 	require.NoError(t, err)
-	bin := filepath.Join(t.TempDir(), "ovsgate")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, goBin, "build", "-o", bin, ".")
-	cmd.Dir = ".."
-	out, err := cmd.CombinedOutput()
-	require.NoError(t, err, "go build: %s", out)
 	return bin
 }
 
@@ -137,7 +129,7 @@ func TestRun(t *testing.T) {
 	ovstest.Require(t)
 	bin := buildOvsgate(t)
 	newEnv := func(t *testing.T) runEnv {
-		dir := newDir(t)
+		dir := testutil.ShortTempDir(t, "sb")
 		// Whatever happens, the sandbox the test made run.sh start is stopped.
 		t.Cleanup(func() {
 			if r := sandbox(t, "stop", dir); r.code != 0 {

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/ovsgate/ovsgate/internal/ovstest"
+	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -72,21 +73,11 @@ func mustSandbox(t *testing.T, args ...string) string {
 	return r.stdout
 }
 
-// newDir is an empty folder with a short path (unix socket paths must fit
-// in 107 bytes; t.TempDir's can be longer), removed when the test ends.
-func newDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "sb")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 // startSandbox starts a sandbox in a new folder and stops it, through the
 // script, when the test ends.
 func startSandbox(t *testing.T, pidns bool, bridges ...string) string {
 	t.Helper()
-	dir := newDir(t)
+	dir := testutil.ShortTempDir(t, "sb")
 	t.Cleanup(func() {
 		if r := sandbox(t, "stop", dir); r.code != 0 {
 			t.Errorf("cleanup: ovs-sandbox.sh stop %s: %s", dir, r)
@@ -102,7 +93,6 @@ func startArgs(pidns bool, dir string) []string {
 	}
 	return []string{"start", dir}
 }
-
 
 var modes = []struct {
 	name  string
@@ -204,7 +194,7 @@ func appctl(dir, pid string, args ...string) error {
 	out, err := exec.CommandContext(ctx, "ovs-appctl",
 		append([]string{"--timeout=10", "-t", filepath.Join(dir, "ovs-vswitchd."+pid+".ctl")}, args...)...).CombinedOutput()
 	if err != nil {
-		return fmt.Errorf("ovs-appctl %s: %v: %s", strings.Join(args, " "), err, out)
+		return fmt.Errorf("ovs-appctl %s: %w: %s", strings.Join(args, " "), err, out)
 	}
 	return nil
 }
@@ -411,7 +401,7 @@ func TestStopSignalsOnlyWhatItStarted(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			dir := newDir(t)
+			dir := testutil.ShortTempDir(t, "sb")
 			victim := sleeper(t)
 			for _, f := range []string{"ovs-vswitchd.pid", "ovsdb-server.pid"} {
 				require.NoError(t, os.WriteFile(filepath.Join(dir, f), []byte(strconv.Itoa(victim)+"\n"), 0o644))

@@ -6,13 +6,14 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 // proxy sits between the watcher and ovsdb-server on a unix socket: it
@@ -32,11 +33,9 @@ type proxy struct {
 
 func newProxy(t *testing.T, target string, dropAfterMonitor bool) *proxy {
 	t.Helper()
-	// A short directory: t.TempDir() can exceed the 107 bytes of sun_path.
-	dir, err := os.MkdirTemp("", "proxy")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortTempDir(t, "proxy")
 	p := &proxy{path: filepath.Join(dir, "p.sock"), target: target, dropAfterMonitor: dropAfterMonitor}
+	var err error
 	p.ln, err = net.Listen("unix", p.path)
 	require.NoError(t, err)
 	p.wg.Add(1)

@@ -15,6 +15,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ovsgate/ovsgate/internal/backoff"
+	"github.com/ovsgate/ovsgate/internal/errutil"
 )
 
 // BridgeInfo is what OVSDB says about one gated bridge.
@@ -149,9 +150,6 @@ func NewWatcher(endpoint string, bridges []string, opts ...Option) (*Watcher, er
 		changed:   make(chan struct{}, 1),
 	}, nil
 }
-
-// Attempts counts the connection attempts made so far.
-func (w *Watcher) Attempts() int64 { return w.attempts.Load() }
 
 // Changed receives a value after any change that may alter the Snapshot
 // (connect, disconnect, a gated bridge row added, updated or deleted). Sends
@@ -333,7 +331,7 @@ func (w *Watcher) connectError(step string, ctx, cctx context.Context, err error
 	if ctx.Err() == nil && errors.Is(cctx.Err(), context.DeadlineExceeded) {
 		return fmt.Errorf("%w within %s", ErrNotAnswering, w.opts.connectTimeout)
 	}
-	return fmt.Errorf("%s: %w", step, innermost(err))
+	return fmt.Errorf("%s: %w", step, errutil.Root(err))
 }
 
 // watch waits until the connection drops, an echo goes unanswered, or ctx is
@@ -362,19 +360,6 @@ func (w *Watcher) watch(ctx context.Context, c client.Client, lost <-chan struct
 	}
 }
 
-// innermost keeps the root cause of libovsdb's nested errors, so the
-// reason stays short and the same from one attempt to the next (the endpoint
-// is in the Snapshot already).
-func innermost(err error) error {
-	for {
-		u := errors.Unwrap(err)
-		if u == nil {
-			return err
-		}
-		err = u
-	}
-}
-
 // connLog turns connection events into few log lines: state changes at the
 // default level, each retry at V(4), an unchanged outage or a flapping
 // connection repeated once per repeatEvery. Only Run's goroutine uses it.
@@ -393,11 +378,12 @@ type connLog struct {
 }
 
 func (l *connLog) connected(now time.Time) {
-	if l.flapping {
+	switch {
+	case l.flapping:
 		klog.V(2).InfoS("OVSDB connected", "endpoint", l.endpoint)
-	} else if l.down {
+	case l.down:
 		klog.InfoS("OVSDB connected", "endpoint", l.endpoint, "downtime", now.Sub(l.downSince).Round(time.Millisecond), "attempts", l.failures+1)
-	} else {
+	default:
 		klog.InfoS("OVSDB connected", "endpoint", l.endpoint)
 	}
 	l.down, l.failures = false, 0

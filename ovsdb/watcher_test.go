@@ -41,23 +41,7 @@ func withTimeouts(connect, probeInterval, probeTimeout time.Duration) Option {
 // cancels Run and fails the test if Run does not return nil promptly.
 func start(t *testing.T, w *Watcher) (stop func()) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- w.Run(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				assert.NoError(t, err)
-			case <-time.After(5 * time.Second):
-				t.Error("Run did not return after cancel")
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return stop
+	return testutil.RunUntilCleanup(t, 5*time.Second, w.Run)
 }
 
 func waitSnapshot(t *testing.T, w *Watcher, what string, cond func(Snapshot) bool) Snapshot {
@@ -310,7 +294,7 @@ func TestWatcherQuietWhileAway(t *testing.T) {
 	w, err := NewWatcher(endpoint, []string{"br-int"}, WithBackoff(time.Millisecond, 5*time.Millisecond))
 	require.NoError(t, err)
 	start(t, w)
-	require.True(t, ovstest.Poll(10*time.Second, func() bool { return w.Attempts() >= 200 }), "attempts go on")
+	require.True(t, ovstest.Poll(10*time.Second, func() bool { return w.attempts.Load() >= 200 }), "attempts go on")
 	klog.Flush()
 	lines := logs.Lines()
 	require.Len(t, lines, 1, "log lines while OVSDB is away:\n%s", strings.Join(lines, "\n"))
@@ -319,8 +303,8 @@ func TestWatcherQuietWhileAway(t *testing.T) {
 	assert.Contains(t, lines[0], "no such file or directory")
 
 	verbosity("4")
-	n := w.Attempts()
-	require.True(t, ovstest.Poll(10*time.Second, func() bool { return w.Attempts() >= n+5 }))
+	n := w.attempts.Load()
+	require.True(t, ovstest.Poll(10*time.Second, func() bool { return w.attempts.Load() >= n+5 }))
 	verbosity("0")
 	klog.Flush()
 	assert.Contains(t, strings.Join(logs.Lines(), "\n"), `"OVSDB reconnect scheduled"`, "retries show at -v=4")
@@ -339,8 +323,8 @@ func TestWatcherDropRightAfterMonitor(t *testing.T) {
 	require.NoError(t, err)
 	start(t, w)
 	const cycles = 100
-	ok := ovstest.Poll(10*time.Second, func() bool { return w.Attempts() >= cycles })
-	require.True(t, ok, "stuck after %d attempts; snapshot %+v", w.Attempts(), w.Snapshot())
+	ok := ovstest.Poll(10*time.Second, func() bool { return w.attempts.Load() >= cycles })
+	require.True(t, ok, "stuck after %d attempts; snapshot %+v", w.attempts.Load(), w.Snapshot())
 	monitors := 0
 	for _, r := range p.requests(t) {
 		if r.Method == "monitor_cond" {
@@ -350,7 +334,7 @@ func TestWatcherDropRightAfterMonitor(t *testing.T) {
 	assert.GreaterOrEqual(t, monitors, cycles-1, "each attempt got as far as the monitor")
 	klog.Flush()
 	lines := logs.Lines()
-	t.Logf("log lines over %d short connections:\n%s", w.Attempts(), strings.Join(lines, "\n"))
+	t.Logf("log lines over %d short connections:\n%s", w.attempts.Load(), strings.Join(lines, "\n"))
 	assert.LessOrEqual(t, len(lines), 4, "log lines while flapping:\n%s", strings.Join(lines, "\n"))
 }
 
@@ -413,7 +397,7 @@ func TestWatcherHungOVSDB(t *testing.T) {
 	assert.Equal(t, "not answering within 300ms", snap.Err.Error())
 	// Reconnecting to the hung server: the attempts time out, with the same words.
 	waitSnapshot(t, w, "a timed-out connection attempt", func(s Snapshot) bool {
-		return w.Attempts() >= 3 && s.Err != nil
+		return w.attempts.Load() >= 3 && s.Err != nil
 	})
 	snap = w.Snapshot()
 	assert.ErrorIs(t, snap.Err, ErrNotAnswering)
@@ -480,7 +464,7 @@ func TestWatcherRunStops(t *testing.T) {
 					buf := make([]byte, 1<<20)
 					return strings.Contains(string(buf[:runtime.Stack(buf, true)]), "(*ovsdbClient).listDbs")
 				}), "Run waits for the server's first answer")
-				assert.EqualValues(t, 1, w.Attempts())
+				assert.EqualValues(t, 1, w.attempts.Load())
 			}
 		}},
 	}

@@ -70,9 +70,6 @@ func NewMetrics() *Metrics {
 	return m
 }
 
-// Registry is the daemon's own registry.
-func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
-
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()

@@ -97,7 +97,8 @@ func (p *Probe) Update(s gate.Status) {
 	if err != nil { // only a feature value of an odd type could do this; never serve half a document
 		b, _ = json.Marshal(map[string]any{"ready": false, "reason": "status cannot be encoded: " + err.Error()})
 	}
-	a.status = append(b, '\n')
+	b = append(b, '\n')
+	a.status = b
 	p.cur.Store(a)
 }
 

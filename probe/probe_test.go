@@ -195,7 +195,8 @@ func TestProbeHead(t *testing.T) {
 	addr, logBuf := serveOn(t, p)
 	client := &http.Client{}
 	defer client.CloseIdleConnections()
-	get := func(method, path string) (*http.Response, string) {
+	// get returns the status code, the headers and the body it read and closed.
+	get := func(method, path string) (int, http.Header, string) {
 		req, err := http.NewRequest(method, "http://"+addr+path, nil)
 		require.NoError(t, err)
 		resp, err := client.Do(req)
@@ -203,7 +204,7 @@ func TestProbeHead(t *testing.T) {
 		defer resp.Body.Close()
 		b, err := io.ReadAll(resp.Body)
 		require.NoError(t, err)
-		return resp, string(b)
+		return resp.StatusCode, resp.Header, string(b)
 	}
 	for _, state := range []string{"starting", "not ready", "ready"} {
 		switch state {
@@ -213,13 +214,13 @@ func TestProbeHead(t *testing.T) {
 			p.Update(status(false))
 		}
 		for _, path := range []string{"/readyz", "/readyz?verbose", "/readyz?exclude=ovsdb", "/readyz/datapath/br-int", "/readyz/nope", "/livez", "/healthz", "/status"} {
-			getResp, getBody := get(http.MethodGet, path)
-			headResp, headBody := get(http.MethodHead, path)
+			getCode, getHeader, getBody := get(http.MethodGet, path)
+			headCode, headHeader, headBody := get(http.MethodHead, path)
 			assert.NotEmpty(t, getBody, "%s GET %s", state, path)
 			assert.Empty(t, headBody, "%s HEAD %s", state, path)
-			assert.Equal(t, getResp.StatusCode, headResp.StatusCode, "%s HEAD %s", state, path)
-			assert.Equal(t, getResp.Header.Get("Content-Type"), headResp.Header.Get("Content-Type"), "%s HEAD %s", state, path)
-			assert.Equal(t, "nosniff", headResp.Header.Get("X-Content-Type-Options"), "%s HEAD %s", state, path)
+			assert.Equal(t, getCode, headCode, "%s HEAD %s", state, path)
+			assert.Equal(t, getHeader.Get("Content-Type"), headHeader.Get("Content-Type"), "%s HEAD %s", state, path)
+			assert.Equal(t, "nosniff", headHeader.Get("X-Content-Type-Options"), "%s HEAD %s", state, path)
 		}
 	}
 	assert.Empty(t, logBuf.String())
@@ -336,7 +337,10 @@ func serveOn(t *testing.T, h http.Handler, opts ...ServerOption) (string, *testu
 	ln, err := Listen("127.0.0.1:0")
 	require.NoError(t, err)
 	var logBuf testutil.SyncBuffer
-	srv := NewServer(h, log.New(&logBuf, "", 0), opts...)
+	srv := NewServer(h, log.New(&logBuf, "", 0))
+	for _, o := range opts {
+		o(srv)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, srv, ln) }()

@@ -49,19 +49,10 @@ func Listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
-// ServerOption tunes NewServer.
-type ServerOption func(*http.Server)
-
-// WithReadHeaderTimeout overrides how long a client may take to send its
-// request headers.
-func WithReadHeaderTimeout(d time.Duration) ServerOption {
-	return func(s *http.Server) { s.ReadHeaderTimeout = d }
-}
-
 // NewServer returns an http.Server for h with every timeout set and a small
 // header limit; errorLog (nil: the standard logger) receives the server's
 // own complaints, such as a handler writing its header twice.
-func NewServer(h http.Handler, errorLog *log.Logger, opts ...ServerOption) *http.Server {
+func NewServer(h http.Handler, errorLog *log.Logger) *http.Server {
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -73,9 +64,6 @@ func NewServer(h http.Handler, errorLog *log.Logger, opts ...ServerOption) *http
 		// Let "OPTIONS *" reach the handler, which refuses it like any
 		// method but GET and HEAD.
 		DisableGeneralOptionsHandler: true,
-	}
-	for _, o := range opts {
-		o(srv)
 	}
 	return srv
 }

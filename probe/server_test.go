@@ -28,8 +28,6 @@ func TestNewServerLimits(t *testing.T) {
 		assert.Positive(t, d, name)
 		assert.LessOrEqual(t, d, time.Minute, name)
 	}
-	srv = NewServer(http.NotFoundHandler(), nil, WithReadHeaderTimeout(time.Second))
-	assert.Equal(t, time.Second, srv.ReadHeaderTimeout)
 }
 
 func TestListenPortInUse(t *testing.T) {

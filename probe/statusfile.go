@@ -28,9 +28,6 @@ type StatusFile struct {
 // NewStatusFile returns a writer for path.
 func NewStatusFile(path string) *StatusFile { return &StatusFile{path: path} }
 
-// Path is the file written.
-func (f *StatusFile) Path() string { return f.path }
-
 // Write replaces the file atomically: a temp file in the same directory
 // (created 0755 if missing), written, fsynced, made 0644 and renamed over the
 // target, then the directory fsynced so the rename survives a crash. On

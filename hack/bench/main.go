@@ -279,7 +279,7 @@ func killVSwitchd(dir string) (gone func() error, err error) {
 			said = append(said, lines.Text())
 		}
 		if err := cmd.Wait(); err != nil {
-			return fmt.Errorf("hack/ovs-sandbox.sh kill-vswitchd %s: %v: %s %s", dir, err, strings.Join(said, "; "), stderr.String())
+			return fmt.Errorf("hack/ovs-sandbox.sh kill-vswitchd %s: %w: %s %s", dir, err, strings.Join(said, "; "), stderr.String())
 		}
 		return nil
 	}
@@ -399,7 +399,7 @@ func runFor(d time.Duration, name string, args ...string) error {
 		if len(shown) > 8 {
 			shown = append(slices.Clone(shown[:8]), fmt.Sprintf("... (%d more arguments)", len(args)-8))
 		}
-		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(shown, " "), err, out)
+		return fmt.Errorf("%s %s: %w: %s", name, strings.Join(shown, " "), err, out)
 	}
 	return nil
 }

@@ -200,7 +200,7 @@ func (e *env) scaleAllColumns(runs int) (scaleResult, error) {
 			ready: func() error {
 				line, err := bufio.NewReader(stdout).ReadString('\n')
 				if err != nil || line != "ready\n" {
-					return fmt.Errorf("all-columns client: %q %v", line, err)
+					return fmt.Errorf("all-columns client: %q: %w", line, err)
 				}
 				return nil
 			},

@@ -26,6 +26,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 // The static users every cluster knows, each with its own bearer token.
@@ -538,11 +540,7 @@ func require(t testing.TB) string {
 	t.Helper()
 	missing := func(format string, args ...any) {
 		t.Helper()
-		msg := fmt.Sprintf(format, args...)
-		if os.Getenv("CI") != "" {
-			t.Fatalf("kubetest: %s (CI must run the kube-apiserver tests)", msg)
-		}
-		t.Skipf("kubetest: %s", msg)
+		testutil.SkipUnlessCI(t, "kubetest: "+format, args...)
 	}
 	bin, err := binary()
 	if err != nil {

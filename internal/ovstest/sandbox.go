@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 // schemaPath is where Debian's openvswitch-common installs the OVSDB schema.
@@ -99,10 +101,7 @@ func Require(t testing.TB) {
 	t.Helper()
 	for _, bin := range []string{"ovsdb-server", "ovs-vswitchd", "ovsdb-tool", "ovs-vsctl"} {
 		if _, err := exec.LookPath(bin); err != nil {
-			if os.Getenv("CI") != "" {
-				t.Fatalf("%s not found: CI must run the real-OVS tests (run hack/install-ovs.sh)", bin)
-			}
-			t.Skipf("%s not found: install Open vSwitch (hack/install-ovs.sh or make test) to run this test", bin)
+			testutil.SkipUnlessCI(t, "%s not found: install Open vSwitch (hack/install-ovs.sh or make test) to run this test", bin)
 		}
 	}
 	if _, err := os.Stat(schemaPath); err != nil {
@@ -124,13 +123,9 @@ func RequireMode(t testing.TB, mode Mode) {
 	} else if os.Geteuid() != 0 {
 		why = "a pid namespace needs root"
 	}
-	if why == "" {
-		return
+	if why != "" {
+		testutil.SkipUnlessCI(t, "%s: skipping the pid-namespace mode", why)
 	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%s: CI must run the pid-namespace tests", why)
-	}
-	t.Skipf("%s: skipping the pid-namespace mode", why)
 }
 
 // New starts nothing yet: it prepares an empty sandbox folder, with
@@ -145,16 +140,8 @@ func New(t testing.TB) *Sandbox {
 func NewIn(t testing.TB, mode Mode) *Sandbox {
 	t.Helper()
 	RequireMode(t, mode)
-	dir := t.TempDir()
 	// ovs-vswitchd.<pid>.ctl must fit in sun_path; t.TempDir can be long.
-	if len(dir)+len("/ovs-vswitchd.4194304.ctl") > maxSocketPath {
-		var err error
-		dir, err = os.MkdirTemp("", "ovs")
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { os.RemoveAll(dir) })
-	}
+	dir := testutil.ShortTempDir(t, "ovs")
 	s := &Sandbox{t: t, Dir: dir, mode: mode}
 	t.Cleanup(s.stopAll)
 	s.run("ovsdb-tool", "create", s.path("conf.db"), schemaPath)
@@ -200,16 +187,22 @@ func (s *Sandbox) Env() []string {
 	return env
 }
 
+// notRunning fails the test if the daemon *pp is running.
+func (s *Sandbox) notRunning(pp **proc, name string) {
+	s.t.Helper()
+	s.mu.Lock()
+	running := *pp != nil && (*pp).alive()
+	s.mu.Unlock()
+	if running {
+		s.t.Fatal(name + " already running")
+	}
+}
+
 // StartOVSDB starts ovsdb-server on the sandbox database and waits until it
 // accepts clients.
 func (s *Sandbox) StartOVSDB() {
 	s.t.Helper()
-	s.mu.Lock()
-	if s.ovsdb != nil && s.ovsdb.alive() {
-		s.mu.Unlock()
-		s.t.Fatal("ovsdb-server already running")
-	}
-	s.mu.Unlock()
+	s.notRunning(&s.ovsdb, "ovsdb-server")
 	p := s.spawn("ovsdb-server", s.path("conf.db"),
 		"--remote=punix:"+s.DBSocket(),
 		"--unixctl="+s.path("ovsdb-server.ctl"),
@@ -266,7 +259,7 @@ func (s *Sandbox) answeringPID() int {
 	if err != nil {
 		return 0
 	}
-	if answers(s.path("ovs-vswitchd."+strconv.Itoa(pid)+".ctl"), p.target()) {
+	if answersVersion(s.path("ovs-vswitchd."+strconv.Itoa(pid)+".ctl"), p.target()) {
 		return pid
 	}
 	return 0
@@ -286,9 +279,9 @@ func childOf(pid int) int {
 	return c
 }
 
-// answers reports whether the process hostPID (in this pid namespace)
-// listens on socket and answers a unixctl "version" request there.
-func answers(socket string, hostPID int) bool {
+// answersVersion reports whether the process hostPID (in this pid
+// namespace) listens on socket and answers a unixctl "version" request there.
+func answersVersion(socket string, hostPID int) bool {
 	c, err := net.DialTimeout("unix", socket, time.Second)
 	if err != nil {
 		return false
@@ -320,12 +313,7 @@ func answers(socket string, hostPID int) bool {
 // PidNS mode).
 func (s *Sandbox) StartVSwitchdNoWait() int {
 	s.t.Helper()
-	s.mu.Lock()
-	if s.vswitchd != nil && s.vswitchd.alive() {
-		s.mu.Unlock()
-		s.t.Fatal("ovs-vswitchd already running")
-	}
-	s.mu.Unlock()
+	s.notRunning(&s.vswitchd, "ovs-vswitchd")
 	args := []string{"unix:" + s.DBSocket(),
 		"--enable-dummy=override", "--disable-system",
 		"--pidfile=" + s.path("ovs-vswitchd.pid"),
