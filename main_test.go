@@ -83,6 +83,13 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{"serve", "--metrics-bind-address", ":99999"},
 		{"check", "extra-arg"},
 		{"bogus-command"},
+		{"serve", "--node-condition", "ovsgate.io/OVSReady"},
+		{"serve", "--node-condition", "not a type", "--node-name", "n1", "--kubeconfig", "/dev/null"},
+		{"serve", "--node-condition", "Ready", "--node-name", "n1", "--kubeconfig", "/dev/null"},
+		{"serve", "--node-condition", "ovsgate.io/OVSReady", "--node-name", "Not_A_Node", "--kubeconfig", "/dev/null"},
+		{"serve", "--node-condition", "ovsgate.io/OVSReady", "--node-name", "n1"},
+		{"serve", "--node-condition", "ovsgate.io/OVSReady", "--node-name", "n1", "--kubeconfig", "/nonexistent"},
+		{"serve", "--node-condition", "ovsgate.io/OVSReady", "--node-name", "n1", "--node-condition-heartbeat", "0s"},
 	}
 	for _, args := range tests {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {

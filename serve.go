@@ -13,8 +13,13 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
 	"github.com/ovsgate/ovsgate/gate"
 	"github.com/ovsgate/ovsgate/internal/errutil"
+	"github.com/ovsgate/ovsgate/nodecondition"
 	"github.com/ovsgate/ovsgate/probe"
 )
 
@@ -28,6 +33,11 @@ type serveOptions struct {
 	gateOptions
 	probeAddr   string
 	metricsAddr string
+
+	nodeCondition string
+	nodeName      string
+	kubeconfig    string
+	heartbeat     time.Duration
 }
 
 func newServeCommand() *cobra.Command {
@@ -46,7 +56,11 @@ func newServeCommand() *cobra.Command {
 			if err := o.validateListeners(); err != nil {
 				return usageError(err)
 			}
-			return o.run(cmd.Context())
+			writer, err := o.nodeConditionWriter()
+			if err != nil {
+				return usageError(err)
+			}
+			return o.run(cmd.Context(), writer)
 		},
 	}
 	o.addFlags(cmd.Flags(), probe.DefaultStatusFile, 0,
@@ -55,6 +69,12 @@ func newServeCommand() *cobra.Command {
 		"address of the probe listener (/livez, /readyz, /status); always on")
 	cmd.Flags().StringVar(&o.metricsAddr, "metrics-bind-address", probe.DefaultMetricsAddr,
 		`address of the Prometheus listener (/metrics); "0" disables it`)
+	cmd.Flags().StringVar(&o.nodeCondition, "node-condition", "",
+		`node condition type to keep on this node, e.g. ovsgate.io/OVSReady (True when ready); "" writes none`)
+	cmd.Flags().StringVar(&o.nodeName, "node-name", "", "the node to write the condition to; required with --node-condition")
+	cmd.Flags().StringVar(&o.kubeconfig, "kubeconfig", "", `kubeconfig for --node-condition outside a pod; "" uses the in-cluster config`)
+	cmd.Flags().DurationVar(&o.heartbeat, "node-condition-heartbeat", nodecondition.DefaultHeartbeat,
+		"how often an unchanged node condition is rewritten")
 	return cmd
 }
 
@@ -74,6 +94,53 @@ func (o *serveOptions) validateListeners() error {
 	return nil
 }
 
+// nodeConditionWriter checks the node condition flags and makes the writer;
+// nil when --node-condition is not set. Every error is a usage error: the
+// flags say what to write where, or fail to.
+func (o *serveOptions) nodeConditionWriter() (*nodecondition.Writer, error) {
+	if o.nodeCondition == "" {
+		return nil, nil
+	}
+	if o.nodeName == "" {
+		return nil, errors.New("--node-condition needs --node-name (in a pod: the downward API's spec.nodeName)")
+	}
+	if o.heartbeat <= 0 {
+		return nil, fmt.Errorf("invalid --node-condition-heartbeat %s: must be positive", o.heartbeat)
+	}
+	ncfg := nodecondition.Config{Node: o.nodeName, Type: o.nodeCondition, Heartbeat: o.heartbeat}
+	if err := ncfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg, err := kubeConfig(o.kubeconfig)
+	if err != nil {
+		return nil, err
+	}
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return nodecondition.New(client, ncfg)
+}
+
+// kubeConfig is the client configuration of a kubeconfig file, or the
+// in-cluster one (the pod's service account) when path is empty.
+func kubeConfig(path string) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if path == "" {
+		if cfg, err = rest.InClusterConfig(); err != nil {
+			return nil, fmt.Errorf("--node-condition outside a pod needs --kubeconfig: %w", err)
+		}
+	} else if cfg, err = clientcmd.BuildConfigFromFlags("", path); err != nil {
+		return nil, fmt.Errorf("invalid --kubeconfig %q: %w", path, err)
+	}
+	cfg.UserAgent = "ovsgate"
+	// One node writes one condition: a few requests an hour, and no burst
+	// of its own should ever reach the API server's limits.
+	cfg.QPS, cfg.Burst = 1, 5
+	return cfg, nil
+}
+
 func validateAddr(flag, addr string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -85,7 +152,7 @@ func validateAddr(flag, addr string) error {
 	return nil
 }
 
-func (o *serveOptions) run(ctx context.Context) error {
+func (o *serveOptions) run(ctx context.Context, writer *nodecondition.Writer) error {
 	// Bind first: a port in use is a fatal error before anything else starts.
 	probeLn, err := probe.Listen(o.probeAddr)
 	if err != nil {
@@ -101,6 +168,9 @@ func (o *serveOptions) run(ctx context.Context) error {
 	}
 
 	metrics := probe.NewMetrics()
+	if writer != nil {
+		metrics.Register(writer.Collectors()...)
+	}
 	cfg := o.config()
 	cfg.Observer = metrics.ObserveAppctl
 	g, err := gate.New(cfg)
@@ -113,7 +183,8 @@ func (o *serveOptions) run(ctx context.Context) error {
 		file = probe.NewStatusFile(o.statusFile)
 	}
 	klog.InfoS("Starting ovsgate", "bridges", o.bridges, "ovsdb", o.ovsdb, "ovsRunDir", o.ovsRunDir,
-		"probe", probeLn.Addr().String(), "metrics", addrOf(metricsLn), "statusFile", o.statusFile)
+		"probe", probeLn.Addr().String(), "metrics", addrOf(metricsLn), "statusFile", o.statusFile,
+		"nodeCondition", o.nodeCondition, "node", o.nodeName)
 
 	errorLog := log.New(klogWriter{}, "", 0)
 	ctx, cancel := context.WithCancel(ctx)
@@ -137,8 +208,17 @@ func (o *serveOptions) run(ctx context.Context) error {
 	}
 
 	stopGate := g.Start(ctx)
+	if writer != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := writer.Run(ctx); err != nil {
+				serveErr <- fmt.Errorf("node condition: %w", err)
+			}
+		}()
+	}
 
-	pub := &publisher{probe: prb, metrics: metrics, file: file}
+	pub := &publisher{probe: prb, metrics: metrics, file: file, node: writer}
 	updates := g.Subscribe()
 	var notReadyWarning <-chan time.Time
 	if o.timeout > 0 {
@@ -168,11 +248,14 @@ loop:
 	wg.Wait()
 
 	// Never leave a stale "ready": whoever reads the file after we are gone
-	// must not trust an OVS nobody watches any more.
+	// must not trust an OVS nobody watches any more. The node condition is
+	// left as it is: stopping ovsgate (a rollout of its DaemonSet) says
+	// nothing about OVS, and a reader tells a dead writer by its heartbeat.
 	final := g.Status()
 	final.Ready = false
 	final.Reason = "ovsgate stopped"
 	final.Updated = gate.Timestamp{Time: time.Now()}
+	pub.node = nil
 	pub.publish(final)
 	klog.InfoS("Stopped ovsgate")
 	if fatal != nil {
@@ -181,11 +264,13 @@ loop:
 	return nil
 }
 
-// publisher hands each status to the probe, the metrics and the status file.
-// It logs a failing status file once per distinct error, not once per status.
+// publisher hands each status to the probe, the metrics, the node condition
+// (none of which waits) and the status file. It logs a failing status file
+// once per distinct error, not once per status.
 type publisher struct {
 	probe   *probe.Probe
 	metrics *probe.Metrics
+	node    *nodecondition.Writer // nil: no node condition
 	file    *probe.StatusFile
 	fileErr string
 }
@@ -193,6 +278,9 @@ type publisher struct {
 func (p *publisher) publish(s gate.Status) {
 	p.probe.Update(s)
 	p.metrics.Observe(s)
+	if p.node != nil {
+		p.node.Update(s)
+	}
 	if p.file == nil {
 		return
 	}

@@ -70,6 +70,9 @@ func NewMetrics() *Metrics {
 	return m
 }
 
+// Register adds collectors of other parts of the daemon to its registry.
+func (m *Metrics) Register(cs ...prometheus.Collector) { m.registry.MustRegister(cs...) }
+
 // Handler serves the registry in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()

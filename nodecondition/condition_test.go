@@ -1,0 +1,282 @@
+package nodecondition
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/prometheus/client_golang/prometheus"
+	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/ovsgate/ovsgate/gate"
+)
+
+func TestDesiredFor(t *testing.T) {
+	long := strings.Repeat("bridge br-int: waiting for datapath ID; ", 20)
+	tests := []struct {
+		name string
+		in   gate.Status
+		want desired
+	}{
+		{"ready", gate.Status{Ready: true, Cause: gate.CauseReady},
+			desired{corev1.ConditionTrue, "OVSReady", MessageReady}},
+		{"ready without a cause", gate.Status{Ready: true},
+			desired{corev1.ConditionTrue, "OVSReady", MessageReady}},
+		{"ready with a stray reason", gate.Status{Ready: true, Cause: gate.CauseBridgeNotReady, Reason: "stale"},
+			desired{corev1.ConditionTrue, "OVSReady", MessageReady}},
+		{"not ready", gate.Status{Cause: gate.CauseVSwitchdNotRunning, Reason: "ovs-vswitchd is not running"},
+			desired{corev1.ConditionFalse, "VSwitchdNotRunning", "ovs-vswitchd is not running"}},
+		{"a cause added later", gate.Status{Cause: "FlowRestoreWait", Reason: "flow-restore-wait is true"},
+			desired{corev1.ConditionFalse, "FlowRestoreWait", "flow-restore-wait is true"}},
+		{"no cause", gate.Status{Reason: "something"},
+			desired{corev1.ConditionFalse, ReasonNotReady, "something"}},
+		{"ready cause while not ready", gate.Status{Cause: gate.CauseReady, Reason: "x"},
+			desired{corev1.ConditionFalse, ReasonNotReady, "x"}},
+		{"cause not a word", gate.Status{Cause: "Bridge not ready", Reason: "x"},
+			desired{corev1.ConditionFalse, ReasonNotReady, "x"}},
+		{"cause starts with a digit", gate.Status{Cause: "1Bridge", Reason: "x"},
+			desired{corev1.ConditionFalse, ReasonNotReady, "x"}},
+		{"cause too long", gate.Status{Cause: strings.Repeat("A", maxReasonBytes+1), Reason: "x"},
+			desired{corev1.ConditionFalse, ReasonNotReady, "x"}},
+		{"no reason", gate.Status{Cause: gate.CauseStarting, Reason: "  "},
+			desired{corev1.ConditionFalse, "Starting", "OVS is not ready"}},
+		{"long reason", gate.Status{Cause: gate.CauseBridgeNotReady, Reason: long},
+			desired{corev1.ConditionFalse, "BridgeNotReady", long[:MaxMessageBytes-3] + "..."}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, desiredFor(tt.in))
+		})
+	}
+}
+
+func TestBoundMessage(t *testing.T) {
+	tests := []struct {
+		name, in, want string
+	}{
+		{"short", "abc", "abc"},
+		{"exactly the bound", "abcdefghij", "abcdefghij"},
+		{"one over", "abcdefghijk", "abcdefg..."},
+		// "é" is 2 bytes at 6-7: a cut at 7 would split it.
+		{"multibyte at the cut", "abcdefé-more", "abcdef..."},
+		// "€" is 3 bytes at 5-7.
+		{"three-byte rune at the cut", "abcde€fghij", "abcde..."},
+		{"invalid UTF-8", "ab\xffcd", "ab\uFFFDcd"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := boundMessage(tt.in, 10)
+			assert.Equal(t, tt.want, got)
+			assert.LessOrEqual(t, len(got), 10)
+			assert.True(t, utf8.ValidString(got))
+		})
+	}
+}
+
+func TestConditionTransition(t *testing.T) {
+	earlier := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	now := metav1.NewTime(time.Date(2026, 1, 1, 1, 0, 0, 0, time.UTC))
+	notReady := desired{corev1.ConditionFalse, "BridgeNotReady", "waiting"}
+	ready := desired{corev1.ConditionTrue, "OVSReady", MessageReady}
+	tests := []struct {
+		name string
+		st   nodeState
+		d    desired
+		want metav1.Time
+	}{
+		{"no condition yet", nodeState{known: true}, ready, now},
+		{"same status, other reason", nodeState{known: true, present: true, desired: desired{corev1.ConditionFalse, "Starting", "x"}, transition: earlier}, notReady, earlier},
+		{"same everything", nodeState{known: true, present: true, desired: ready, transition: earlier}, ready, earlier},
+		{"status changes", nodeState{known: true, present: true, desired: notReady, transition: earlier}, ready, now},
+		{"unknown status on the node", nodeState{known: true, present: true, desired: desired{status: corev1.ConditionUnknown}, transition: earlier}, notReady, now},
+		{"no transition time on the node", nodeState{known: true, present: true, desired: notReady}, notReady, now},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.st.condition("ovsgate.io/OVSReady", tt.d, now)
+			assert.Equal(t, corev1.NodeCondition{
+				Type: "ovsgate.io/OVSReady", Status: tt.d.status, Reason: tt.d.reason, Message: tt.d.message,
+				LastHeartbeatTime: now, LastTransitionTime: tt.want,
+			}, c)
+		})
+	}
+}
+
+func TestStateOfAndDiffers(t *testing.T) {
+	ts := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	node := &corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{
+		{Type: corev1.NodeReady, Status: corev1.ConditionTrue},
+		{Type: "ovsgate.io/OVSReady", Status: corev1.ConditionFalse, Reason: "Starting", Message: "m", LastTransitionTime: ts},
+	}}}
+	st := stateOf(node, "ovsgate.io/OVSReady")
+	assert.Equal(t, nodeState{known: true, present: true, desired: desired{corev1.ConditionFalse, "Starting", "m"}, transition: ts}, st)
+	assert.False(t, st.differs(desired{corev1.ConditionFalse, "Starting", "m"}))
+	assert.True(t, st.differs(desired{corev1.ConditionFalse, "Starting", "other message"}))
+	assert.True(t, st.differs(desired{corev1.ConditionFalse, "BridgeNotReady", "m"}))
+
+	absent := stateOf(node, "example.com/Other")
+	assert.Equal(t, nodeState{known: true}, absent)
+	assert.True(t, absent.differs(desired{corev1.ConditionFalse, "Starting", "m"}))
+	assert.True(t, nodeState{}.differs(desired{}), "an unread Node always differs")
+}
+
+func TestPatchBody(t *testing.T) {
+	ts := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	hb := metav1.NewTime(ts.Add(time.Hour))
+	b, err := patchBody(corev1.NodeCondition{
+		Type: "ovsgate.io/OVSReady", Status: corev1.ConditionFalse, Reason: "Starting", Message: `say "hi"`,
+		LastHeartbeatTime: hb, LastTransitionTime: ts,
+	})
+	require.NoError(t, err)
+	assert.JSONEq(t, `{"status":{"conditions":[{
+		"type":"ovsgate.io/OVSReady","status":"False","reason":"Starting","message":"say \"hi\"",
+		"lastHeartbeatTime":"2026-01-02T04:04:05Z","lastTransitionTime":"2026-01-02T03:04:05Z"}]}}`, string(b))
+}
+
+func TestClassify(t *testing.T) {
+	gr := schema.GroupResource{Resource: "nodes"}
+	refused := &url.Error{Op: "Patch", URL: "https://127.0.0.1:6443/api/v1/nodes/n/status",
+		Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
+	dialTimeout := &url.Error{Op: "Get", URL: "https://10.0.0.1/", Err: &timeoutError{}}
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{nil, ResultSuccess},
+		{apierrors.NewUnauthorized("no"), ResultUnauthorized},
+		{apierrors.NewForbidden(gr, "n", errors.New("RBAC")), ResultForbidden},
+		{apierrors.NewNotFound(gr, "n"), ResultNotFound},
+		{apierrors.NewConflict(gr, "n", errors.New("changed")), ResultConflict},
+		{apierrors.NewTooManyRequests("slow down", 1), ResultThrottled},
+		{apierrors.NewTimeoutError("took too long", 1), ResultTimeout},
+		{apierrors.NewServerTimeout(gr, "patch", 1), ResultTimeout},
+		{apierrors.NewInternalError(errors.New("boom")), ResultServerError},
+		{apierrors.NewServiceUnavailable("starting"), ResultServerError},
+		{apierrors.NewBadRequest("bad"), ResultError},
+		{apierrors.NewInvalid(schema.GroupKind{Kind: "Node"}, "n", field.ErrorList{field.Invalid(field.NewPath("status"), "x", "no")}), ResultError},
+		{refused, ResultUnreachable},
+		{dialTimeout, ResultTimeout},
+		{context.DeadlineExceeded, ResultTimeout},
+		{&url.Error{Op: "Get", URL: "https://x/", Err: context.DeadlineExceeded}, ResultTimeout},
+		{errors.New("something else"), ResultError},
+	}
+	for _, tt := range tests {
+		name := "nil"
+		if tt.err != nil {
+			name = tt.err.Error()
+		}
+		t.Run(tt.want+"/"+name, func(t *testing.T) {
+			assert.Equal(t, tt.want, classify(tt.err))
+			if tt.err != nil {
+				assert.Equal(t, tt.want, classify(fmt.Errorf("patch status of node n: %w", tt.err)), "wrapped")
+			}
+		})
+	}
+}
+
+type timeoutError struct{}
+
+func (*timeoutError) Error() string   { return "i/o timeout" }
+func (*timeoutError) Timeout() bool   { return true }
+func (*timeoutError) Temporary() bool { return true }
+
+func TestNewRejectsBadConfig(t *testing.T) {
+	client := testClient(t)
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"no node", Config{Type: "ovsgate.io/OVSReady"}, "node name is required"},
+		{"node with upper case", Config{Node: "Node-1", Type: "ovsgate.io/OVSReady"}, `invalid node name "Node-1": a lowercase RFC 1123 subdomain`},
+		{"node with a slash", Config{Node: "a/b", Type: "ovsgate.io/OVSReady"}, `invalid node name "a/b"`},
+		{"no type", Config{Node: "n"}, "node condition type is required"},
+		{"type with a space", Config{Node: "n", Type: "ovsgate.io/OVS Ready"}, `invalid node condition type "ovsgate.io/OVS Ready": name part must consist of alphanumeric characters`},
+		{"type with two slashes", Config{Node: "n", Type: "a/b/c"}, `invalid node condition type "a/b/c": `},
+		{"type with a bad prefix", Config{Node: "n", Type: "OVSGate.io/OVSReady"}, `invalid node condition type "OVSGate.io/OVSReady": prefix part a lowercase RFC 1123 subdomain`},
+		{"kubelet's type", Config{Node: "n", Type: "Ready"}, `invalid node condition type "Ready": Kubernetes owns it`},
+		{"negative heartbeat", Config{Node: "n", Type: "ovsgate.io/OVSReady", Heartbeat: -time.Second}, "invalid node condition heartbeat -1s: must not be negative"},
+		{"retry bounds swapped", Config{Node: "n", Type: "ovsgate.io/OVSReady", RetryMin: time.Minute, RetryMax: time.Second}, "maximum 1s is below minimum 1m0s"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w, err := New(client, tt.cfg)
+			require.Error(t, err)
+			assert.Nil(t, w)
+			assert.Contains(t, err.Error(), tt.want)
+			assert.NotContains(t, err.Error(), "\n", "one line for a usage error")
+		})
+	}
+	_, err := New(nil, Config{Node: "n", Type: "ovsgate.io/OVSReady"})
+	assert.EqualError(t, err, "node condition: no Kubernetes client")
+}
+
+func TestNewDefaults(t *testing.T) {
+	w, err := New(testClient(t), Config{Node: "node-1.example.com", Type: "ovsgate.io/OVSReady"})
+	require.NoError(t, err)
+	assert.Equal(t, Config{
+		Node: "node-1.example.com", Type: "ovsgate.io/OVSReady",
+		Heartbeat: 5 * time.Minute, MergeWindow: time.Second,
+		RetryMin: time.Second, RetryMax: time.Minute, RequestTimeout: 10 * time.Second,
+	}, w.cfg)
+
+	w, err = New(testClient(t), Config{Node: "n", Type: "NetworkPluginReady", Heartbeat: time.Minute})
+	require.NoError(t, err, "a type without a prefix is a qualified name too")
+	assert.Equal(t, time.Minute, w.cfg.Heartbeat)
+}
+
+func TestMetricsBeforeAnyWrite(t *testing.T) {
+	w, err := New(testClient(t), Config{Node: "n", Type: "ovsgate.io/OVSReady"})
+	require.NoError(t, err)
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, errors.Join(registerAll(reg, w.Collectors())...))
+	var want strings.Builder
+	want.WriteString(`# HELP ovsgate_node_condition_last_write_success 1 when the last attempt to write the node condition succeeded, else 0 (also before the first attempt).
+# TYPE ovsgate_node_condition_last_write_success gauge
+ovsgate_node_condition_last_write_success 0
+# HELP ovsgate_node_condition_writes_total Attempts to write the node condition, by result (success, unauthorized, forbidden, not_found, conflict, throttled, timeout, server_error, unreachable, error).
+# TYPE ovsgate_node_condition_writes_total counter
+`)
+	for _, r := range []string{"conflict", "error", "forbidden", "not_found", "server_error", "success", "throttled", "timeout", "unauthorized", "unreachable"} {
+		fmt.Fprintf(&want, "ovsgate_node_condition_writes_total{result=%q} 0\n", r)
+	}
+	assert.NoError(t, promtestutil.GatherAndCompare(reg, strings.NewReader(want.String())))
+
+	w.metrics.observe(ResultForbidden)
+	assert.Equal(t, 1.0, promtestutil.ToFloat64(w.metrics.writes.WithLabelValues(ResultForbidden)))
+	assert.Equal(t, 0.0, promtestutil.ToFloat64(w.metrics.lastSuccess))
+	w.metrics.observe(ResultSuccess)
+	assert.Equal(t, 1.0, promtestutil.ToFloat64(w.metrics.lastSuccess))
+}
+
+func registerAll(reg prometheus.Registerer, cs []prometheus.Collector) []error {
+	var errs []error
+	for _, c := range cs {
+		errs = append(errs, reg.Register(c))
+	}
+	return errs
+}
+
+// testClient is a clientset that these tests never let send a request.
+func testClient(t *testing.T) kubernetes.Interface {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1"})
+	require.NoError(t, err)
+	return cs
+}
