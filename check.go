@@ -107,10 +107,33 @@ func printTable(w io.Writer, s gate.Status) {
 	} else {
 		fmt.Fprintf(tw, "ovs-vswitchd\tnot reachable\t\n")
 	}
+	if s.VSwitchd.FlowRestoreWait {
+		by := ""
+		if s.VSwitchd.FlowRestoreWaitBy != "" {
+			by = "set by " + s.VSwitchd.FlowRestoreWaitBy
+		}
+		since := ""
+		if s.VSwitchd.FlowRestoreWaitSince != nil {
+			since = "seen since " + s.VSwitchd.FlowRestoreWaitSince.UTC().Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "flow-restore-wait\tset: not forwarding\t%s\n", strings.TrimSpace(since+" "+by))
+	} else {
+		fmt.Fprintf(tw, "flow-restore-wait\tnot set\t\n")
+	}
+	if d := s.VSwitchd.DPDK; d != nil {
+		fmt.Fprintf(tw, "DPDK\tdpdk-init=%s\tinitialized %s\n", d.Init, yesNo(d.Initialized))
+	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "BRIDGE\tREADY\tDATAPATH ID\tTYPE\tREASON")
 	for _, b := range s.Bridges {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Name, yesNo(b.Ready), orDash(b.DatapathID), orDash(b.DatapathType), orDash(b.Reason))
+	}
+	if len(s.Ports) > 0 {
+		fmt.Fprintln(tw)
+		fmt.Fprintln(tw, "PORT\tREADY\tOFPORT\tERROR\tREASON")
+		for _, p := range s.Ports {
+			fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", p.Name, yesNo(p.Ready), p.OFPort, orDash(p.Error), orDash(p.Reason))
+		}
 	}
 	fmt.Fprintln(tw)
 	fmt.Fprintln(tw, "CHECK\tOK\tMESSAGE")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +31,8 @@ type gateOptions struct {
 	ovsRunDir       string
 	bridges         []string
 	requireFeatures []string
+	requirePorts    []string
+	requireFlows    bool
 	statusFile      string
 	timeout         time.Duration
 
@@ -42,6 +45,10 @@ func (o *gateOptions) addFlags(fs *pflag.FlagSet, statusFile string, timeout tim
 	fs.StringSliceVar(&o.bridges, "bridge", []string{defaultBridge}, "bridge to gate on; repeatable or comma-separated")
 	fs.StringSliceVar(&o.requireFeatures, "require-feature", nil,
 		"datapath feature that must hold: NAME (must be Yes) or NAME>=N (also >, =, <=, <); repeatable or comma-separated")
+	fs.StringSliceVar(&o.requirePorts, "require-port", nil,
+		"interface that must exist, have an OpenFlow port number, no error, and be opened by the ovs-vswitchd answering now; repeatable or comma-separated")
+	fs.BoolVar(&o.requireFlows, "require-flows-restored", false,
+		"not ready while other_config:flow-restore-wait is true (off by default: the CNI agent is the one that clears it)")
 	fs.StringVar(&o.statusFile, "status-file", statusFile, `JSON status file, replaced atomically; "" disables`)
 	fs.DurationVar(&o.timeout, "timeout", timeout, timeoutHelp)
 }
@@ -77,6 +84,21 @@ func (o *gateOptions) validate() error {
 		}
 		o.requirements = append(o.requirements, r)
 	}
+	ports := o.requirePorts[:0:0]
+	for _, p := range o.requirePorts {
+		switch {
+		case p == "":
+			return fmt.Errorf("invalid --require-port: port name must not be empty")
+		case strings.TrimSpace(p) != p || strings.ContainsAny(p, " \t\n/"):
+			return fmt.Errorf("invalid --require-port %q: interface names have no spaces or slashes", p)
+		case len(p) > 255:
+			return fmt.Errorf("invalid --require-port %q: longer than 255 bytes", p)
+		}
+		if !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
+	o.requirePorts = ports
 	if o.timeout < 0 {
 		return fmt.Errorf("invalid --timeout %s: must not be negative", o.timeout)
 	}
@@ -101,6 +123,9 @@ func (o *gateOptions) config() gate.Config {
 		RunDir:       o.ovsRunDir,
 		Bridges:      o.bridges,
 		Requirements: o.requirements,
+
+		RequirePorts:         o.requirePorts,
+		RequireFlowsRestored: o.requireFlows,
 	}
 }
 

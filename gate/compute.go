@@ -2,6 +2,7 @@ package gate
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -12,12 +13,16 @@ import (
 // inputs is everything the status is made of. computeStatus is a pure
 // function of it, so the decision can be tested without Open vSwitch.
 type inputs struct {
-	endpoint     string
-	bridges      []string // in the order given
-	requirements []Requirement
-	snap         ovsdb.Snapshot
-	vswitchd     vswitchdView
-	bridge       map[string]bridgeView
+	endpoint             string
+	bridges              []string // in the order given
+	requirements         []Requirement
+	ports                []string // required, in the order given
+	requireFlowsRestored bool
+	flowRestoreWaitSince time.Time
+	snap                 ovsdb.Snapshot
+	vswitchd             vswitchdView
+	bridge               map[string]bridgeView
+	port                 map[string]portView
 }
 
 // vswitchdView is what is known of the ovs-vswitchd instance.
@@ -45,7 +50,8 @@ type bridgeView struct {
 }
 
 // computeStatus decides readiness and says why not. The top-level reason
-// names the first thing missing: OVSDB, then ovs-vswitchd, then each bridge.
+// names the first thing missing: OVSDB, then ovs-vswitchd (DPDK included),
+// then each bridge, each required port and flow-restore-wait.
 func computeStatus(in inputs) Status {
 	s := Status{
 		OVSDB:   OVSDBStatus{Endpoint: in.endpoint, Connected: in.snap.Connected},
@@ -65,11 +71,27 @@ func computeStatus(in inputs) Status {
 	s.Checks = append(s.Checks, Check{Name: CheckOVSDB, OK: in.snap.Connected, Message: ovsdbMsg})
 
 	vs := in.vswitchd
-	s.VSwitchd = VSwitchdStatus{PID: vs.PID, Version: vs.Version, Restarts: vs.Restarts}
+	sys := in.snap.System
+	s.VSwitchd = VSwitchdStatus{PID: vs.PID, Version: vs.Version, Restarts: vs.Restarts,
+		FlowRestoreWait: sys.FlowRestoreWait, FlowRestoreWaitBy: sys.FlowRestoreWaitOwner}
 	if !vs.Since.IsZero() {
 		s.VSwitchd.Since = &Timestamp{vs.Since}
 	}
-	s.Checks = append(s.Checks, Check{Name: CheckVSwitchd, OK: vs.Answering, Message: vs.Why.msg})
+	if sys.FlowRestoreWait && !in.flowRestoreWaitSince.IsZero() {
+		s.VSwitchd.FlowRestoreWaitSince = &Timestamp{in.flowRestoreWaitSince}
+	}
+	if sys.DPDKInit != "" {
+		s.VSwitchd.DPDK = &DPDKStatus{Init: sys.DPDKInit, Initialized: sys.DPDKInitialized}
+	}
+	// With dpdk-init=true, userspace ports never come up until DPDK is
+	// initialised: the vswitchd check fails (the bridges, answered for,
+	// stay as they are). With "try" it runs without DPDK on purpose.
+	vsWhy := vs.Why
+	if vs.Answering && sys.DPDKInit == "true" && !sys.DPDKInitialized {
+		vsWhy = verdict{fmt.Sprintf("ovs-vswitchd (pid %d) has not initialised DPDK (other_config:dpdk-init=true, dpdk_initialized=false)", vs.PID),
+			CauseDPDKNotInitialized}
+	}
+	s.Checks = append(s.Checks, Check{Name: CheckVSwitchd, OK: vsWhy.msg == "", Message: vsWhy.msg})
 
 	var reasons []string
 	cause := ""
@@ -88,11 +110,34 @@ func computeStatus(in inputs) Status {
 			}
 		}
 	}
+	for _, name := range in.ports {
+		pv := in.port[name]
+		p := PortStatus{Name: name, OFPort: pv.OVSDB.OFPort, Error: pv.OVSDB.Error, Reason: portReason(pv, in)}
+		p.Ready = p.Reason == ""
+		s.Ports = append(s.Ports, p)
+		s.Checks = append(s.Checks, Check{Name: PortCheck(name), OK: p.Ready, Message: p.Reason})
+		if !p.Ready {
+			reasons = append(reasons, "port "+name+": "+p.Reason)
+			if cause == "" {
+				cause = CausePortNotReady
+			}
+		}
+	}
+	if in.requireFlowsRestored {
+		msg := flowsReason(in)
+		s.Checks = append(s.Checks, Check{Name: CheckFlows, OK: msg == "", Message: msg})
+		if msg != "" {
+			reasons = append(reasons, msg)
+			if cause == "" {
+				cause = CauseFlowRestoreWait
+			}
+		}
+	}
 	switch {
 	case !in.snap.Connected:
 		s.Reason, s.Cause = "OVSDB: "+ovsdbMsg, CauseOVSDBUnreachable
-	case !vs.Answering:
-		s.Reason, s.Cause = vs.Why.msg, vs.Why.cause
+	case vsWhy.msg != "":
+		s.Reason, s.Cause = vsWhy.msg, vsWhy.cause
 	case len(reasons) > 0:
 		s.Reason, s.Cause = strings.Join(reasons, "; "), cause
 	default:
@@ -102,6 +147,24 @@ func computeStatus(in inputs) Status {
 }
 
 func isNotAnswering(err error) bool { return errors.Is(err, ovsdb.ErrNotAnswering) }
+
+// flowsReason says why flows are not restored yet, or "" when they are.
+func flowsReason(in inputs) string {
+	sys := in.snap.System
+	switch {
+	case !in.snap.Connected || !sys.Known:
+		return "flow-restore-wait: waiting for OVSDB"
+	case !sys.FlowRestoreWait:
+		return ""
+	}
+	msg := "flow-restore-wait is set (other_config:flow-restore-wait=true): ovs-vswitchd neither forwards nor flushes datapath flows until it is cleared"
+	if sys.FlowRestoreWaitOwner != "" {
+		msg += " (set by " + sys.FlowRestoreWaitOwner + ", which clears it once it has installed its flows)"
+	} else {
+		msg += " (the CNI agent clears it after replaying its flows)"
+	}
+	return msg
+}
 
 func computeBridge(br string, in inputs) (BridgeStatus, Check, Check) {
 	info := in.snap.Bridges[br]

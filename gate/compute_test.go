@@ -165,3 +165,85 @@ func TestComputeStatus(t *testing.T) {
 		})
 	}
 }
+
+// Required ports, flow-restore-wait and DPDK, without Open vSwitch.
+func TestComputeStatusPortsFlowsDPDK(t *testing.T) {
+	const endpoint = "unix:/run/openvswitch/db.sock"
+	since := time.Date(2026, 12, 3, 7, 0, 0, 0, time.UTC)
+	answering := vswitchdView{Answering: true, PID: 7, Version: "3.1.0", Since: since}
+	brInt := ovsdb.BridgeInfo{Name: "br-int", Exists: true, DatapathID: "00001", DatapathType: "netdev"}
+	verified := map[string]bridgeView{"br-int": {Features: appctl.Features{{Name: "Recirc", Value: true}}}}
+	gw0 := ovsdb.PortInfo{Name: "gw0", Exists: true, OFPort: 3}
+	snap := func(sys ovsdb.SystemInfo, ports ...ovsdb.PortInfo) ovsdb.Snapshot {
+		s := ovsdb.Snapshot{Connected: true, Bridges: map[string]ovsdb.BridgeInfo{"br-int": brInt}, System: sys, Ports: map[string]ovsdb.PortInfo{}}
+		for _, p := range ports {
+			s.Ports[p.Name] = p
+		}
+		return s
+	}
+	known := ovsdb.SystemInfo{Known: true}
+	tests := []struct {
+		name   string
+		snap   ovsdb.Snapshot
+		vs     vswitchdView
+		ports  []string
+		port   map[string]portView
+		flows  bool
+		ready  bool
+		reason string
+		cause  string
+		check  string // the failing check, if any
+	}{
+		{name: "port ready", snap: snap(known, gw0), vs: answering, ports: []string{"gw0"},
+			port: map[string]portView{"gw0": {OVSDB: gw0, Listed: true, Opened: 3}}, ready: true, cause: CauseReady},
+		{name: "port missing", snap: snap(known), vs: answering, ports: []string{"gw0"},
+			port: map[string]portView{"gw0": {}}, reason: "port gw0: does not exist in OVSDB", cause: CausePortNotReady, check: "port/gw0"},
+		{name: "port failed", snap: snap(known), vs: answering, ports: []string{"gw0"},
+			port: map[string]portView{"gw0": {OVSDB: ovsdb.PortInfo{Name: "gw0", Exists: true, OFPort: -1,
+				Error: "could not open network device gw0 (No such device)"}}},
+			reason: "port gw0: cannot be opened (ofport -1): could not open network device gw0 (No such device)", cause: CausePortNotReady, check: "port/gw0"},
+		{name: "port without a number yet", snap: snap(known), vs: answering, ports: []string{"gw0"},
+			port:   map[string]portView{"gw0": {OVSDB: ovsdb.PortInfo{Name: "gw0", Exists: true}}},
+			reason: "port gw0: waiting for an OpenFlow port number", cause: CausePortNotReady, check: "port/gw0"},
+		{name: "port not asked yet", snap: snap(known), vs: answering, ports: []string{"gw0"},
+			port:   map[string]portView{"gw0": {OVSDB: gw0}},
+			reason: "port gw0: waiting for the ports ovs-vswitchd opened", cause: CausePortNotReady, check: "port/gw0"},
+		{name: "port not opened by this instance", snap: snap(known), vs: answering, ports: []string{"gw0"},
+			port:   map[string]portView{"gw0": {OVSDB: gw0, Listed: true}},
+			reason: "port gw0: ovs-vswitchd (pid 7) has not opened it (yet)", cause: CausePortNotReady, check: "port/gw0"},
+		{name: "port numbers differ", snap: snap(known), vs: answering, ports: []string{"gw0"},
+			port:   map[string]portView{"gw0": {OVSDB: gw0, Listed: true, Opened: 9}},
+			reason: "port gw0: ovs-vswitchd (pid 7) has it as OpenFlow port 9, OVSDB says 3", cause: CausePortNotReady, check: "port/gw0"},
+		{name: "flow-restore-wait not required", snap: snap(ovsdb.SystemInfo{Known: true, FlowRestoreWait: true}), vs: answering,
+			ready: true, cause: CauseReady},
+		{name: "flow-restore-wait required", snap: snap(ovsdb.SystemInfo{Known: true, FlowRestoreWait: true, FlowRestoreWaitOwner: "ovn-controller"}),
+			vs: answering, flows: true, cause: CauseFlowRestoreWait, check: "flows",
+			reason: "flow-restore-wait is set (other_config:flow-restore-wait=true): ovs-vswitchd neither forwards nor flushes datapath flows until it is cleared (set by ovn-controller, which clears it once it has installed its flows)"},
+		{name: "flows restored", snap: snap(known), vs: answering, flows: true, ready: true, cause: CauseReady},
+		{name: "DPDK asked for, not running", snap: snap(ovsdb.SystemInfo{Known: true, DPDKInit: "true"}), vs: answering,
+			reason: "ovs-vswitchd (pid 7) has not initialised DPDK (other_config:dpdk-init=true, dpdk_initialized=false)",
+			cause:  CauseDPDKNotInitialized, check: "vswitchd"},
+		{name: "DPDK tried", snap: snap(ovsdb.SystemInfo{Known: true, DPDKInit: "try"}), vs: answering, ready: true, cause: CauseReady},
+		{name: "DPDK running", snap: snap(ovsdb.SystemInfo{Known: true, DPDKInit: "true", DPDKInitialized: true}), vs: answering, ready: true, cause: CauseReady},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := inputs{endpoint: endpoint, bridges: []string{"br-int"}, ports: tt.ports, requireFlowsRestored: tt.flows,
+				flowRestoreWaitSince: since, snap: tt.snap, vswitchd: tt.vs, bridge: verified, port: tt.port}
+			s := computeStatus(in)
+			assert.Equal(t, tt.ready, s.Ready)
+			assert.Equal(t, tt.reason, s.Reason)
+			assert.Equal(t, tt.cause, s.Cause)
+			for _, c := range s.Checks {
+				assert.Equal(t, c.Name != tt.check, c.OK, c.Name)
+			}
+			_, hasFlows := s.Check(CheckFlows)
+			assert.Equal(t, tt.flows, hasFlows)
+			assert.Len(t, s.Ports, len(tt.ports))
+			sys := tt.snap.System
+			assert.Equal(t, sys.FlowRestoreWait, s.VSwitchd.FlowRestoreWait)
+			assert.Equal(t, sys.FlowRestoreWait, s.VSwitchd.FlowRestoreWaitSince != nil)
+			assert.Equal(t, sys.DPDKInit != "", s.VSwitchd.DPDK != nil)
+		})
+	}
+}

@@ -29,6 +29,12 @@ type Config struct {
 	RunDir       string // holds ovs-vswitchd.pid and ovs-vswitchd.<pid>.ctl
 	Bridges      []string
 	Requirements []Requirement
+	// RequirePorts are interfaces that must exist, have an OpenFlow port
+	// number and no error, and be opened by the instance answering now.
+	RequirePorts []string
+	// RequireFlowsRestored makes other_config:flow-restore-wait=true a
+	// reason not to be ready (check "flows").
+	RequireFlowsRestored bool
 
 	// Observer, if set, is told the duration and outcome of every unixctl call.
 	Observer func(method string, d time.Duration, err error)
@@ -87,6 +93,9 @@ func New(cfg Config) (*Gate, error) {
 	if cfg.OVSDBBackoffMin > 0 || cfg.OVSDBBackoffMax > 0 {
 		opts = append(opts, ovsdb.WithBackoff(cfg.OVSDBBackoffMin, cfg.OVSDBBackoffMax))
 	}
+	if len(cfg.RequirePorts) > 0 {
+		opts = append(opts, ovsdb.WithPorts(cfg.RequirePorts))
+	}
 	w, err := ovsdb.NewWatcher(cfg.OVSDB, cfg.Bridges, opts...)
 	if err != nil {
 		return nil, err
@@ -113,6 +122,13 @@ func (g *Gate) initialStatus() Status {
 		s.Checks = append(s.Checks,
 			Check{Name: DatapathCheck(br), Message: "starting"},
 			Check{Name: FeaturesCheck(br), Message: "starting"})
+	}
+	for _, name := range g.cfg.RequirePorts {
+		s.Ports = append(s.Ports, PortStatus{Name: name, Reason: "starting"})
+		s.Checks = append(s.Checks, Check{Name: PortCheck(name), Message: "starting"})
+	}
+	if g.cfg.RequireFlowsRestored {
+		s.Checks = append(s.Checks, Check{Name: CheckFlows, Message: "starting"})
 	}
 	return s
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -299,8 +300,12 @@ func TestGateTwoBridges(t *testing.T) {
 func TestGateOVSDBAbsentAtStart(t *testing.T) {
 	s := ovstest.New(t)
 	h := startGate(t, sandboxConfig(s, "br-int"))
-	st := h.waitFor(10*time.Second, "OVSDB reason", func(st Status) bool { return !st.OVSDB.Connected && st.Reason != "starting" })
+	// "connecting to" comes first, until the first attempt has failed.
+	st := h.waitFor(10*time.Second, "OVSDB reason", func(st Status) bool {
+		return strings.HasPrefix(st.Reason, "OVSDB: not connected to ")
+	})
 	assert.False(t, st.Ready)
+	assert.False(t, st.OVSDB.Connected)
 	assert.Contains(t, st.Reason, "OVSDB: not connected to "+s.Endpoint())
 
 	s.StartOVSDB()

@@ -70,7 +70,7 @@ func readmeReasons(readme string) ([]*regexp.Regexp, error) {
 	return pats, nil
 }
 
-var placeholder = regexp.MustCompile(`\.\.\.|\b(ENDPOINT|DIR|PATH|TEXT|N|B|X)\b|\b5s\b`)
+var placeholder = regexp.MustCompile(`\.\.\.|\b(ENDPOINT|DIR|PATH|TEXT|N|B|P|X)\b|\b5s\b`)
 
 func reasonPattern(text string) *regexp.Regexp {
 	var b strings.Builder
@@ -117,10 +117,20 @@ func reasonsDocumented(reasons []string, readmePath string) error {
 	return nil
 }
 
+// splitBridges splits a reason into its parts: one per bridge, port and
+// flow-restore-wait, each of which starts with its own words.
 func splitBridges(reason string) []string {
-	parts := strings.Split(reason, "; bridge ")
-	for i := 1; i < len(parts); i++ {
-		parts[i] = "bridge " + parts[i]
+	parts := []string{reason}
+	for _, sep := range []string{"; bridge ", "; port ", "; flow-restore-wait"} {
+		var next []string
+		for _, p := range parts {
+			pieces := strings.Split(p, sep)
+			for i := 1; i < len(pieces); i++ {
+				pieces[i] = sep[2:] + pieces[i]
+			}
+			next = append(next, pieces...)
+		}
+		parts = next
 	}
 	return parts
 }

@@ -32,10 +32,15 @@ type reconciler struct {
 	vs      *vswitchd
 	bridges map[string]*bridgeState
 
+	opened openedPorts // what the instance answering now listed in dpif/show
+
 	// Retries of "not yet" answers (a new ovs-vswitchd that has not
-	// registered dp-features or configured the bridge yet).
+	// registered dp-features or configured the bridge yet, or has not opened
+	// a required port yet).
 	retry     backoff.Backoff
 	nextRetry time.Time
+
+	flowRestoreWaitSince time.Time // when flow-restore-wait was first seen set; zero while clear
 
 	ctx     context.Context // ends the calls in flight
 	calls   *sync.WaitGroup // the goroutines running them
@@ -84,6 +89,12 @@ func (r *reconciler) close() { r.vs.close() }
 func (r *reconciler) reconcile(now time.Time) time.Duration {
 	snap := r.watcher.Snapshot()
 	r.vs.checkLost(now)
+	switch {
+	case !snap.System.FlowRestoreWait:
+		r.flowRestoreWaitSince = time.Time{}
+	case r.flowRestoreWaitSince.IsZero():
+		r.flowRestoreWaitSince = now
+	}
 	for br, st := range r.bridges {
 		if !snap.Bridges[br].Exists {
 			*st = bridgeState{} // deleted (or OVSDB away): ask again once it is back
@@ -129,6 +140,9 @@ func (r *reconciler) connect(now time.Time, snap ovsdb.Snapshot) {
 			o.add(br, info.DatapathID)
 		}
 	}
+	if want := portsToConfirm(r.cfg.RequirePorts, snap); len(want) > 0 {
+		o.showPorts(want)
+	}
 	r.retry.Reset()
 	r.nextRetry = time.Time{}
 	r.start(o, now)
@@ -140,9 +154,15 @@ func (o *op) add(br, dpid string) {
 	o.dpids = append(o.dpids, dpid)
 }
 
+// showPorts asks for dpif/show, last in the batch.
+func (o *op) showPorts(ofports map[string]int) {
+	o.reqs = append(o.reqs, appctl.Request{Method: "dpif/show"})
+	o.ports = ofports
+}
+
 // next starts the call an answering instance is due: the features of
-// bridges that need them, else a ping once it has been silent for the ping
-// interval, so that a hung ovs-vswitchd is noticed.
+// bridges and the opened ports that need asking, else a ping once it has
+// been silent for the ping interval, so that a hung ovs-vswitchd is noticed.
 func (r *reconciler) next(now time.Time, snap ovsdb.Snapshot) {
 	if !r.vs.established() {
 		return
@@ -152,6 +172,9 @@ func (r *reconciler) next(now time.Time, snap ovsdb.Snapshot) {
 		if r.needsQuery(now, br, snap.Bridges[br]) {
 			o.add(br, snap.Bridges[br].DatapathID)
 		}
+	}
+	if r.needsDPIFShow(now, snap) {
+		o.showPorts(portsToConfirm(r.cfg.RequirePorts, snap))
 	}
 	switch {
 	case len(o.reqs) > 0:
@@ -224,12 +247,20 @@ func (r *reconciler) apply(now time.Time, res opResult) {
 	if o.kind == opPing {
 		return
 	}
-	r.features(now, o, answers)
+	notYet := r.features(o, answers[:len(o.bridges)])
+	if o.ports != nil && r.dpifShow(o, answers[len(o.bridges)]) {
+		notYet = true
+	}
+	if notYet {
+		r.nextRetry = now.Add(r.retry.Next())
+	} else {
+		r.retry.Reset()
+	}
 }
 
-// features records the dp-features answers of o.
-func (r *reconciler) features(now time.Time, o *op, answers []appctl.Result) {
-	notYet := false
+// features records the dp-features answers of o; it reports whether one of
+// them means "not yet".
+func (r *reconciler) features(o *op, answers []appctl.Result) (notYet bool) {
 	for i, br := range o.bridges {
 		st := r.bridges[br]
 		*st = bridgeState{serial: o.serial, datapathID: o.dpids[i]}
@@ -251,22 +282,29 @@ func (r *reconciler) features(now time.Time, o *op, answers []appctl.Result) {
 		}
 		notYet = true
 	}
-	if notYet {
-		r.nextRetry = now.Add(r.retry.Next())
-	} else {
-		r.retry.Reset()
-	}
+	return notYet
 }
 
 // inputs gathers what the status is computed from.
 func (r *reconciler) inputs(now time.Time, snap ovsdb.Snapshot) inputs {
 	in := inputs{
-		endpoint:     r.cfg.OVSDB,
-		bridges:      r.cfg.Bridges,
-		requirements: r.cfg.Requirements,
-		snap:         snap,
-		vswitchd:     r.vs.view(now),
-		bridge:       make(map[string]bridgeView, len(r.bridges)),
+		endpoint:             r.cfg.OVSDB,
+		bridges:              r.cfg.Bridges,
+		requirements:         r.cfg.Requirements,
+		ports:                r.cfg.RequirePorts,
+		requireFlowsRestored: r.cfg.RequireFlowsRestored,
+		flowRestoreWaitSince: r.flowRestoreWaitSince,
+		snap:                 snap,
+		vswitchd:             r.vs.view(now),
+		bridge:               make(map[string]bridgeView, len(r.bridges)),
+		port:                 make(map[string]portView, len(r.cfg.RequirePorts)),
+	}
+	for _, name := range r.cfg.RequirePorts {
+		pv := portView{OVSDB: snap.Ports[name]}
+		if in.vswitchd.Answering && r.opened.serial == r.vs.serial {
+			pv.Listed, pv.Opened, pv.Err = true, r.opened.ofport[name], r.opened.err
+		}
+		in.port[name] = pv
 	}
 	for br, st := range r.bridges {
 		info := snap.Bridges[br]
@@ -307,6 +345,13 @@ func (r *reconciler) wake(now time.Time, snap ovsdb.Snapshot) time.Duration {
 				d = min(d, r.nextRetry.Sub(now))
 			}
 		}
+		if r.opened.serial == v.serial {
+			for name, of := range portsToConfirm(r.cfg.RequirePorts, snap) {
+				if r.opened.ofport[name] != of {
+					d = min(d, r.nextRetry.Sub(now))
+				}
+			}
+		}
 	}
 	return max(d, minWake)
 }
@@ -334,6 +379,9 @@ func (r *reconciler) settled(now time.Time) bool {
 		if info.Exists && info.DatapathID != "" && (st.serial != v.serial || st.datapathID != info.DatapathID) {
 			return false
 		}
+	}
+	if len(portsToConfirm(r.cfg.RequirePorts, snap)) > 0 && r.opened.serial != v.serial {
+		return false
 	}
 	return true
 }

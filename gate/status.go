@@ -10,6 +10,7 @@ import (
 const (
 	CheckOVSDB    = "ovsdb"
 	CheckVSwitchd = "vswitchd"
+	CheckFlows    = "flows" // with RequireFlowsRestored
 )
 
 // Causes: one CamelCase word for what keeps the gate from being ready, for
@@ -24,8 +25,11 @@ const (
 	CauseVSwitchdUnreachable  = "VSwitchdUnreachable"
 	CauseVSwitchdNotAnswering = "VSwitchdNotAnswering"
 	CauseVSwitchdBusy         = "VSwitchdBusy"
+	CauseDPDKNotInitialized   = "DPDKNotInitialized"
 	CauseBridgeNotReady       = "BridgeNotReady"
 	CauseFeaturesMissing      = "FeaturesMissing"
+	CausePortNotReady         = "PortNotReady"
+	CauseFlowRestoreWait      = "FlowRestoreWait"
 )
 
 // DatapathCheck is the name of a bridge's datapath check.
@@ -43,6 +47,7 @@ type Status struct {
 	OVSDB    OVSDBStatus    `json:"ovsdb"`
 	VSwitchd VSwitchdStatus `json:"vswitchd"`
 	Bridges  []BridgeStatus `json:"bridges"`
+	Ports    []PortStatus   `json:"ports,omitempty"` // the required ports, in the order given
 	Checks   []Check        `json:"checks"`
 
 	// Cause is Reason as one of the Cause words; CauseReady when ready.
@@ -65,8 +70,34 @@ type VSwitchdStatus struct {
 	// namespace of its own), so a reader can tell a restart from the file.
 	Since *Timestamp `json:"since,omitempty"`
 
+	// FlowRestoreWait mirrors other_config:flow-restore-wait; Since is when
+	// ovsgate first saw it set (not when it was set, which OVSDB does not
+	// keep), and By who manages it, where a key says so.
+	FlowRestoreWait      bool       `json:"flowRestoreWait"`
+	FlowRestoreWaitSince *Timestamp `json:"flowRestoreWaitSince,omitempty"`
+	FlowRestoreWaitBy    string     `json:"flowRestoreWaitBy,omitempty"`
+	// DPDK is shown when other_config:dpdk-init asks for DPDK.
+	DPDK *DPDKStatus `json:"dpdk,omitempty"`
+
 	// Restarts counts the instances that answered after the first one.
 	Restarts uint64 `json:"-"`
+}
+
+// DPDKStatus is DPDK's state: Init is other_config:dpdk-init ("true" or
+// "try"), Initialized is the Open_vSwitch row's dpdk_initialized.
+type DPDKStatus struct {
+	Init        string `json:"init"`
+	Initialized bool   `json:"initialized"`
+}
+
+// PortStatus is one required port: its interface in OVSDB, and whether the
+// ovs-vswitchd answering now has opened it with that OpenFlow port number.
+type PortStatus struct {
+	Name   string `json:"name"`
+	Ready  bool   `json:"ready"`
+	Reason string `json:"reason"`
+	OFPort int    `json:"ofport"` // 0 while none is assigned, -1 when it could not be opened
+	Error  string `json:"error"`
 }
 
 // BridgeStatus is one gated bridge. Features holds the datapath features as

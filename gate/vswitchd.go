@@ -67,14 +67,17 @@ type lostInstance struct {
 	why    verdict
 }
 
-// op is one batch of calls on the instance's connection.
+// op is one batch of calls on the instance's connection: a version request
+// (opConnect, opPing), then dp-features of bridges, then dpif/show when
+// ports is not nil.
 type op struct {
 	kind    opKind
 	serial  uint64 // the instance it was sent to
 	pid     int
 	reqs    []appctl.Request
-	bridges []string // whose dp-features it asks for, after any version request
-	dpids   []string // the datapath ID each of them had when asked
+	bridges []string       // whose dp-features it asks for
+	dpids   []string       // the datapath ID each of them had when asked
+	ports   map[string]int // the ports a dpif/show asks about, with their ofports in OVSDB then
 	started time.Time
 }
 

@@ -104,7 +104,7 @@ func TestNewWatcherRejectsBadInput(t *testing.T) {
 }
 
 func TestNewWatcherSnapshotBeforeRun(t *testing.T) {
-	w, err := NewWatcher("unix:/x", []string{"br-int", "br-ex", "br-int"})
+	w, err := NewWatcher("unix:/x", []string{"br-int", "br-ex", "br-int"}, WithPorts([]string{"gw0", "gw0"}))
 	require.NoError(t, err)
 	s := w.Snapshot()
 	assert.Equal(t, Snapshot{
@@ -113,6 +113,7 @@ func TestNewWatcherSnapshotBeforeRun(t *testing.T) {
 			"br-int": {Name: "br-int"},
 			"br-ex":  {Name: "br-ex"},
 		},
+		Ports: map[string]PortInfo{"gw0": {Name: "gw0"}},
 	}, s)
 	s.Bridges["br-int"] = BridgeInfo{Name: "br-int", Exists: true}
 	assert.False(t, w.Snapshot().Bridges["br-int"].Exists, "Snapshot returns a copy")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -26,12 +27,35 @@ type BridgeInfo struct {
 	DatapathType string
 }
 
+// SystemInfo is what the Open_vSwitch row says about forwarding.
+type SystemInfo struct {
+	Known bool // the row has been read (false while disconnected)
+	// FlowRestoreWait is other_config:flow-restore-wait=true: ovs-vswitchd
+	// neither forwards nor flushes datapath flows until it is cleared.
+	FlowRestoreWait bool
+	// FlowRestoreWaitOwner names who manages that flag when a key says so
+	// (OVN's ovn-managed-flow-restore-wait); "" otherwise.
+	FlowRestoreWaitOwner string
+	DPDKInit             string // other_config:dpdk-init: "true", "try", or "" (off)
+	DPDKInitialized      bool
+}
+
+// PortInfo is what OVSDB says about one required interface.
+type PortInfo struct {
+	Name   string
+	Exists bool
+	OFPort int // 0 while ovs-vswitchd has assigned none; -1 when it could not open the port
+	Error  string
+}
+
 // Snapshot is what the watcher knows at one moment.
 type Snapshot struct {
 	Endpoint  string
 	Connected bool                  // the monitor is established and the connection alive
 	Bridges   map[string]BridgeInfo // one entry per gated bridge; Exists=false while disconnected
-	Err       error                 // why not connected; nil when connected or before the first attempt ends
+	System    SystemInfo
+	Ports     map[string]PortInfo // one entry per required port; Exists=false while disconnected
+	Err       error               // why not connected; nil when connected or before the first attempt ends
 }
 
 type options struct {
@@ -50,6 +74,12 @@ type options struct {
 	// repeatEvery is how often an unchanged outage, or a flapping connection,
 	// is reported again at the default log level.
 	repeatEvery time.Duration
+	ports       []string // interfaces to monitor
+}
+
+// WithPorts monitors the Interface rows of these names, and only those.
+func WithPorts(names []string) Option {
+	return func(o *options) { o.ports = names }
 }
 
 // Option tunes a Watcher.
@@ -77,12 +107,13 @@ var (
 	ErrNotAnswering = errors.New("not answering")
 )
 
-// Watcher keeps a conditional monitor on the gated bridges' rows and
-// reconnects for ever.
+// Watcher keeps a conditional monitor on the gated bridges' rows, the
+// Open_vSwitch row and the required ports' rows, and reconnects for ever.
 type Watcher struct {
 	endpoint string // as given, for Snapshot and logs
 	dialTo   string // as libovsdb parses it
 	bridges  []string
+	ports    []string
 	opts     options
 	dbModel  model.ClientDBModel
 	// libovsdb logs each connection attempt; its lines go at V(4) and above.
@@ -140,10 +171,20 @@ func NewWatcher(endpoint string, bridges []string, opts ...Option) (*Watcher, er
 		opt(&o)
 	}
 	o.backoffMax = max(o.backoffMax, o.backoffMin)
+	var ports []string
+	for _, p := range o.ports {
+		if p == "" {
+			return nil, errors.New("empty port name")
+		}
+		if !slices.Contains(ports, p) {
+			ports = append(ports, p)
+		}
+	}
 	return &Watcher{
 		endpoint:  endpoint,
 		dialTo:    dialTo,
 		bridges:   names,
+		ports:     ports,
 		opts:      o,
 		dbModel:   dbModel,
 		libLogger: klog.NewKlogr().WithName("libovsdb").V(4),
@@ -172,36 +213,86 @@ func (w *Watcher) Snapshot() Snapshot {
 	rows, connected, lastErr := w.rows, w.connected, w.lastErr
 	w.mu.Unlock()
 
-	s := Snapshot{Endpoint: w.endpoint, Connected: connected, Err: lastErr, Bridges: make(map[string]BridgeInfo, len(w.bridges))}
+	s := Snapshot{Endpoint: w.endpoint, Connected: connected, Err: lastErr,
+		Bridges: make(map[string]BridgeInfo, len(w.bridges)), Ports: make(map[string]PortInfo, len(w.ports))}
 	for _, name := range w.bridges {
 		s.Bridges[name] = BridgeInfo{Name: name}
+	}
+	for _, name := range w.ports {
+		s.Ports[name] = PortInfo{Name: name}
 	}
 	if !connected || rows == nil {
 		return s
 	}
 	// Our own reference to the cache: libovsdb drops its reference on
 	// disconnect, before telling us (then Client.Cache() returns nil).
-	table := rows.Table(bridgeTable)
-	if table == nil {
-		return s
-	}
 	// RowsShallow hands out the cache's own models; libovsdb replaces a model
 	// on update instead of changing it, so reading them is safe.
-	for _, m := range table.RowsShallow() {
-		b, ok := m.(*bridge)
-		if !ok {
-			continue
+	if table := rows.Table(bridgeTable); table != nil {
+		for _, m := range table.RowsShallow() {
+			b, ok := m.(*bridge)
+			if !ok {
+				continue
+			}
+			if _, gated := s.Bridges[b.Name]; !gated {
+				continue
+			}
+			info := BridgeInfo{Name: b.Name, Exists: true, DatapathType: b.DatapathType}
+			if b.DatapathID != nil {
+				info.DatapathID = *b.DatapathID
+			}
+			s.Bridges[b.Name] = info
 		}
-		if _, gated := s.Bridges[b.Name]; !gated {
-			continue
+	}
+	if table := rows.Table(systemTable); table != nil {
+		for _, m := range table.RowsShallow() {
+			if sys, ok := m.(*system); ok {
+				s.System = systemInfo(sys)
+			}
 		}
-		info := BridgeInfo{Name: b.Name, Exists: true, DatapathType: b.DatapathType}
-		if b.DatapathID != nil {
-			info.DatapathID = *b.DatapathID
+	}
+	if table := rows.Table(interfaceTable); table != nil {
+		for _, m := range table.RowsShallow() {
+			i, ok := m.(*iface)
+			if !ok {
+				continue
+			}
+			if _, required := s.Ports[i.Name]; !required {
+				continue
+			}
+			info := PortInfo{Name: i.Name, Exists: true}
+			if i.OFPort != nil {
+				info.OFPort = *i.OFPort
+			}
+			if i.Error != nil {
+				info.Error = *i.Error
+			}
+			s.Ports[i.Name] = info
 		}
-		s.Bridges[b.Name] = info
 	}
 	return s
+}
+
+// flowRestoreOwnerKeys mark who manages flow-restore-wait, where a manager
+// says so: ovn-controller sets this one when it sets the flag itself.
+var flowRestoreOwnerKeys = map[string]string{"ovn-managed-flow-restore-wait": "ovn-controller"}
+
+func systemInfo(sys *system) SystemInfo {
+	info := SystemInfo{
+		Known:           true,
+		FlowRestoreWait: sys.OtherConfig["flow-restore-wait"] == "true",
+		DPDKInitialized: sys.DPDKInitialized,
+	}
+	switch v := sys.OtherConfig["dpdk-init"]; v {
+	case "true", "try":
+		info.DPDKInit = v
+	}
+	for key, owner := range flowRestoreOwnerKeys {
+		if sys.ExternalIDs[key] == "true" || sys.OtherConfig[key] == "true" {
+			info.FlowRestoreWaitOwner = owner
+		}
+	}
+	return info
 }
 
 func (w *Watcher) setConnected(rows *cache.TableCache) {
@@ -317,7 +408,7 @@ func (w *Watcher) connect(ctx context.Context, c client.Client) (*cache.TableCac
 		UpdateFunc: func(string, model.Model, model.Model) { w.kick() },
 		DeleteFunc: func(string, model.Model) { w.kick() },
 	})
-	if _, err := c.Monitor(cctx, newMonitor(c, w.bridges)); err != nil {
+	if _, err := c.Monitor(cctx, newMonitor(c, w.bridges, w.ports)); err != nil {
 		return nil, w.connectError("monitor", ctx, cctx, err)
 	}
 	return rows, nil

@@ -242,10 +242,16 @@ func TestWatcherMonitorsOnlyModelledColumns(t *testing.T) {
 	s.VsctlNoWait(args...)
 
 	p := newProxy(t, s.DBSocket(), false)
-	w, err := NewWatcher(p.endpoint(), []string{"br-int", "br-ex"})
+	w, err := NewWatcher(p.endpoint(), []string{"br-int", "br-ex"}, WithPorts([]string{"p5", "p-none"}))
 	require.NoError(t, err)
 	start(t, w)
-	waitSnapshot(t, w, "br-int", func(s Snapshot) bool { return s.Connected && s.Bridges["br-int"].Exists })
+	snap := waitSnapshot(t, w, "br-int and p5", func(s Snapshot) bool {
+		return s.Connected && s.Bridges["br-int"].Exists && s.Ports["p5"].OFPort > 0
+	})
+	assert.Equal(t, PortInfo{Name: "p-none"}, snap.Ports["p-none"])
+	assert.Empty(t, snap.Ports["p5"].Error)
+	assert.True(t, snap.System.Known)
+	assert.False(t, snap.System.FlowRestoreWait)
 
 	var monitors []rpcRequest
 	for _, r := range p.requests(t) {
@@ -261,21 +267,27 @@ func TestWatcherMonitorsOnlyModelledColumns(t *testing.T) {
 		Where   []json.RawMessage `json:"where"`
 	}
 	require.NoError(t, json.Unmarshal(monitors[0].Params[2], &reqs))
-	require.Len(t, reqs, 1, "one table: %s", monitors[0].Params[2])
-	req := reqs["Bridge"]
-	assert.ElementsMatch(t, []string{"name", "datapath_id", "datapath_type"}, req.Columns)
-	var where []string
-	for _, c := range req.Where {
-		where = append(where, string(c))
+	require.Len(t, reqs, 3, "three tables: %s", monitors[0].Params[2])
+	where := func(table string) []string {
+		var w []string
+		for _, c := range reqs[table].Where {
+			w = append(w, string(c))
+		}
+		return w
 	}
-	assert.ElementsMatch(t, []string{`["name","==","br-int"]`, `["name","==","br-ex"]`}, where)
+	assert.ElementsMatch(t, []string{"name", "datapath_id", "datapath_type"}, reqs["Bridge"].Columns)
+	assert.ElementsMatch(t, []string{`["name","==","br-int"]`, `["name","==","br-ex"]`}, where("Bridge"))
+	assert.ElementsMatch(t, []string{"other_config", "external_ids", "dpdk_initialized"}, reqs["Open_vSwitch"].Columns)
+	assert.ElementsMatch(t, []string{"name", "ofport", "error"}, reqs["Interface"].Columns)
+	assert.ElementsMatch(t, []string{`["name","==","p5"]`, `["name","==","p-none"]`}, where("Interface"))
 
 	read := p.fromServer.Load()
 	t.Logf("bytes from OVSDB up to the first snapshot, br-int with 1000 ports: %d", read)
 	// Schema and rows come to ~15 KB; 1000 port UUIDs would add ~45 KB.
 	assert.Less(t, read, int64(40_000))
 
-	// Nor are port changes sent: Bridge.ports is not monitored.
+	// Nor are port changes sent: Bridge.ports is not monitored, nor are
+	// other interfaces.
 	args = args[:0]
 	for i := 1000; i < 1200; i++ {
 		args = append(args, "--", "add-port", "br-int", fmt.Sprintf("p%d", i))
@@ -488,4 +500,34 @@ func TestWatcherRunStops(t *testing.T) {
 			goleak.VerifyNone(t, ignore)
 		})
 	}
+}
+
+// The Open_vSwitch row's flags and the required ports' rows show in the
+// snapshot as they change.
+func TestWatcherSystemAndPorts(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	w, err := NewWatcher(s.Endpoint(), []string{"br-int"}, WithPorts([]string{"gw0", "patch0"}),
+		WithBackoff(10*time.Millisecond, 100*time.Millisecond))
+	require.NoError(t, err)
+	start(t, w)
+	snap := waitSnapshot(t, w, "the Open_vSwitch row", func(s Snapshot) bool { return s.Connected && s.System.Known })
+	assert.Equal(t, SystemInfo{Known: true}, snap.System)
+	assert.False(t, snap.Ports["gw0"].Exists)
+
+	s.VsctlNoWait("set", "open", ".", "other_config:flow-restore-wait=true", "other_config:dpdk-init=try")
+	snap = waitSnapshot(t, w, "flow-restore-wait", func(s Snapshot) bool { return s.System.FlowRestoreWait })
+	assert.Equal(t, "try", snap.System.DPDKInit)
+	assert.Empty(t, snap.System.FlowRestoreWaitOwner)
+	s.VsctlNoWait("set", "open", ".", "external_ids:ovn-managed-flow-restore-wait=true")
+	waitSnapshot(t, w, "the owner", func(s Snapshot) bool { return s.System.FlowRestoreWaitOwner == "ovn-controller" })
+	s.VsctlNoWait("remove", "open", ".", "other_config", "flow-restore-wait")
+	waitSnapshot(t, w, "flow-restore-wait cleared", func(s Snapshot) bool { return s.System.Known && !s.System.FlowRestoreWait })
+
+	s.Vsctl("add-port", "br-int", "gw0", "--", "set", "interface", "gw0", "type=internal")
+	snap = waitSnapshot(t, w, "gw0 with a port number", func(s Snapshot) bool { return s.Ports["gw0"].OFPort > 0 })
+	assert.Empty(t, snap.Ports["gw0"].Error)
+	// A patch port without a peer cannot be opened: ofport -1 and an error.
+	s.VsctlNoWait("add-port", "br-int", "patch0", "--", "set", "interface", "patch0", "type=patch")
+	snap = waitSnapshot(t, w, "patch0 failing", func(s Snapshot) bool { return s.Ports["patch0"].OFPort == -1 })
+	assert.Contains(t, snap.Ports["patch0"].Error, "patch type requires valid 'peer' argument")
 }

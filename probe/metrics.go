@@ -21,6 +21,7 @@ type Metrics struct {
 	restarts        prometheus.Counter
 	busy            prometheus.Gauge
 	hung            prometheus.Gauge
+	flowRestoreWait prometheus.Gauge
 	ovsdbConnected  prometheus.Gauge
 	appctlDurations *prometheus.HistogramVec
 
@@ -55,6 +56,10 @@ func NewMetrics() *Metrics {
 			Name: "ovsgate_vswitchd_hung",
 			Help: "1 while ovs-vswitchd leaves a call unanswered past the call timeout and is not seen busy (stopped, deadlocked, or its CPU time not visible).",
 		}),
+		flowRestoreWait: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ovsgate_flow_restore_wait",
+			Help: "1 while other_config:flow-restore-wait is true: ovs-vswitchd neither forwards nor flushes datapath flows.",
+		}),
 		ovsdbConnected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ovsgate_ovsdb_connected", Help: "1 while the OVSDB monitor is established, else 0.",
 		}),
@@ -64,7 +69,7 @@ func NewMetrics() *Metrics {
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"method", "result"}),
 	}
-	m.registry.MustRegister(m.ready, m.bridgeReady, m.transitions, m.restarts, m.busy, m.hung, m.ovsdbConnected, m.appctlDurations,
+	m.registry.MustRegister(m.ready, m.bridgeReady, m.transitions, m.restarts, m.busy, m.hung, m.flowRestoreWait, m.ovsdbConnected, m.appctlDurations,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -94,6 +99,7 @@ func (m *Metrics) Observe(s gate.Status) {
 	}
 	m.busy.Set(boolFloat(s.Cause == gate.CauseVSwitchdBusy))
 	m.hung.Set(boolFloat(s.Cause == gate.CauseVSwitchdNotAnswering))
+	m.flowRestoreWait.Set(boolFloat(s.VSwitchd.FlowRestoreWait))
 	m.ready.Set(boolFloat(s.Ready))
 	m.ovsdbConnected.Set(boolFloat(s.OVSDB.Connected))
 	for _, b := range s.Bridges {
