@@ -3,38 +3,55 @@ SHELL := /usr/bin/env bash
 .SHELLFLAGS := -o errexit -o nounset -o pipefail -c
 
 GO      ?= go
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# The release these sources make. The manifests pin the image to this tag
+# (a test checks that they agree); `ovsgate version` prints it with the commit.
+RELEASE := v0.4.0
+VERSION ?= $(RELEASE)
 COMMIT  ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
 LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 FUZZTIME ?= 20s
+# The oldest Go that builds this module (go.mod's go line).
+GO_MIN  := 1.26
 
 # golangci-lint, pinned; installed into bin/tools by `make lint` (the Go build
 # cache makes that quick after the first time).
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := bin/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
-.PHONY: all build test vet lint deps run fuzz bench clean
+.PHONY: all build test vet lint deps test-deps need-go need-cc run fuzz bench clean
 
 all: build
 
-build:
+build: need-go
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/ovsgate .
 
-# deps installs what the tests need and is missing: Open vSwitch, etcd, and
-# a kube-apiserver built from the Go module proxy (cached outside the
-# checkout, so only the first run on a machine pays for it: 7 to 13 minutes).
-# Go modules are fetched by the go command itself.
-deps:
+# need-go and need-cc say in one line what is missing, rather than letting a
+# recipe fail with "command not found".
+need-go:
+	@command -v $(GO) >/dev/null || { echo "make: Go $(GO_MIN) or newer is needed and '$(GO)' is not on PATH: install it from https://go.dev/dl (or set GO=/path/to/go)" >&2; exit 1; }
+	@v=$$($(GO) env GOVERSION); v=$${v#go}; [ "$$(printf '%s\n%s\n' "$(GO_MIN)" "$$v" | sort -V | head -n1)" = "$(GO_MIN)" ] || { echo "make: Go $(GO_MIN) or newer is needed, '$(GO)' is $$v" >&2; exit 1; }
+
+need-cc:
+	@command -v cc >/dev/null || { echo "make: a C compiler is needed for the race detector (make test): apt-get install gcc" >&2; exit 1; }
+
+# deps installs what make run needs and is missing: Open vSwitch. Go modules
+# are fetched by the go command itself.
+deps: need-go
 	hack/install-ovs.sh
-	hack/kube-apiserver.sh deps
-	hack/kube-apiserver.sh build >/dev/null
 	$(GO) mod download
 
-vet:
+# test-deps adds what the tests need: etcd and a kube-apiserver built from
+# the Go module proxy (cached outside the checkout, so only the first run on
+# a machine pays for it: 7 to 13 minutes).
+test-deps: deps need-cc
+	hack/kube-apiserver.sh deps
+	hack/kube-apiserver.sh build >/dev/null
+
+vet: need-go
 	$(GO) vet ./...
 
 # lint runs the linters of .golangci.yml; any finding fails it.
-lint: $(GOLANGCI_LINT)
+lint: need-go $(GOLANGCI_LINT)
 	$(GOLANGCI_LINT) run ./...
 
 $(GOLANGCI_LINT):
@@ -42,7 +59,7 @@ $(GOLANGCI_LINT):
 	GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	mv bin/tools/golangci-lint $@
 
-test: deps lint vet
+test: test-deps lint vet
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # run starts a sandbox OVS with br-int under _sandbox/ and serves the gate for it.

@@ -26,6 +26,7 @@ import (
 	"go.uber.org/goleak"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -123,6 +124,12 @@ func decodeStrict(data []byte) ([]any, error) {
 			obj = &corev1.ConfigMap{}
 		case "v1/ServiceAccount":
 			obj = &corev1.ServiceAccount{}
+		case "rbac.authorization.k8s.io/v1/ClusterRole":
+			obj = &rbacv1.ClusterRole{}
+		case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
+			obj = &rbacv1.ClusterRoleBinding{}
+		case nodeReadinessRuleAPIVersion + "/NodeReadinessRule":
+			obj = &nodeReadinessRule{} // in standalone_test.go
 		default:
 			return nil, fmt.Errorf("document %d: unexpected kind %q of %q", i, tm.Kind, tm.APIVersion)
 		}
@@ -272,7 +279,7 @@ func (g gateInvocation) value(flag string) string {
 	}
 	for _, e := range g.env {
 		if e.Name == envPrefix+strings.ToUpper(strings.ReplaceAll(flag, "-", "_")) {
-			return e.Value
+			return envValue(e)
 		}
 	}
 	return g.flags[flag]
@@ -281,9 +288,31 @@ func (g gateInvocation) value(flag string) string {
 func (g gateInvocation) envList() []string {
 	var env []string
 	for _, e := range g.env {
-		env = append(env, e.Name+"="+e.Value)
+		env = append(env, e.Name+"="+envValue(e))
 	}
 	return env
+}
+
+// exampleNodeName stands in for the node name a pod gets from the downward
+// API when an invocation is run here.
+const exampleNodeName = "node-1"
+
+// nodeNameFromPod reports OVSGATE_NODE_NAME taken from the downward API's
+// spec.nodeName, the one variable a manifest may give ovsgate that way.
+func nodeNameFromPod(e corev1.EnvVar) bool {
+	v := e.ValueFrom
+	return e.Name == envPrefix+"NODE_NAME" && e.Value == "" && v != nil &&
+		v.FieldRef != nil && v.FieldRef.FieldPath == "spec.nodeName" &&
+		v.ResourceFieldRef == nil && v.ConfigMapKeyRef == nil && v.SecretKeyRef == nil && v.FileKeyRef == nil
+}
+
+// envValue is a variable's value, exampleNodeName for the node name from the
+// downward API.
+func envValue(e corev1.EnvVar) string {
+	if nodeNameFromPod(e) {
+		return exampleNodeName
+	}
+	return e.Value
 }
 
 // checkAccepted asserts that ovsgate accepts the invocation: every flag
@@ -302,7 +331,9 @@ func checkAccepted(t *testing.T, g gateInvocation) {
 
 	for _, e := range g.env {
 		require.True(t, strings.HasPrefix(e.Name, envPrefix), "variable %s is not read by ovsgate", e.Name)
-		assert.Nil(t, e.ValueFrom, "%s: use a literal value", e.Name)
+		if !nodeNameFromPod(e) {
+			assert.Nil(t, e.ValueFrom, "%s: use a literal value", e.Name)
+		}
 		assert.Contains(t, g.flags, envFlag(e.Name), "%s maps to --%s, which ovsgate %s lacks", e.Name, envFlag(e.Name), g.command)
 	}
 	// The environment is validated when a command runs, not on --help: run a
@@ -463,8 +494,8 @@ func checkPod(t *testing.T, ds *appsv1.DaemonSet) []gateContainer {
 
 				r := gc.Resources
 				assert.Zero(t, r.Requests.Cpu().Cmp(resource.MustParse("10m")), "cpu request %s", r.Requests.Cpu())
-				assert.Zero(t, r.Requests.Memory().Cmp(resource.MustParse("32Mi")), "memory request %s", r.Requests.Memory())
-				assert.Zero(t, r.Limits.Memory().Cmp(resource.MustParse("64Mi")), "memory limit %s", r.Limits.Memory())
+				assert.Zero(t, r.Requests.Memory().Cmp(resource.MustParse("48Mi")), "memory request %s", r.Requests.Memory())
+				assert.Zero(t, r.Limits.Memory().Cmp(resource.MustParse("96Mi")), "memory limit %s", r.Limits.Memory())
 				assert.NotContains(t, r.Limits, corev1.ResourceCPU, "a throttled gate answers probes late")
 
 				// The OVS run directory: read-only, at the daemon's default,
@@ -613,7 +644,17 @@ func TestBase(t *testing.T) {
 			require.NotNil(t, p.probe.HTTPGet, "%s is an httpGet", name)
 			assert.Equal(t, p.path, p.probe.HTTPGet.Path, name)
 			assert.Equal(t, probePort, containerPort(t, s.Container, p.probe.HTTPGet.Port), name)
+			// kubelet probes a host-network pod from the host: loopback.
+			assert.Equal(t, "127.0.0.1", p.probe.HTTPGet.Host, name)
 		}
+		// The probe listener (/status, reasons) is not open to the network;
+		// the metrics listener is, for Prometheus.
+		host, _, err := net.SplitHostPort(s.value("health-probe-bind-address"))
+		require.NoError(t, err)
+		assert.Equal(t, "127.0.0.1", host)
+		host, _, err = net.SplitHostPort(s.value("metrics-bind-address"))
+		require.NoError(t, err)
+		assert.Empty(t, host, "metrics on every interface")
 		// A startup probe that gives up before wait would is pointless.
 		sp := s.StartupProbe
 		assert.GreaterOrEqual(t, time.Duration(sp.PeriodSeconds*sp.FailureThreshold)*time.Second, time.Minute)
@@ -631,10 +672,35 @@ func TestBase(t *testing.T) {
 	})
 
 	t.Run("image", func(t *testing.T) {
-		for _, c := range allContainers(pod) {
-			assert.Contains(t, c.Image, ":", "%s: kustomize images: pins a tag", c.Name)
-		}
+		checkImages(t, pod)
 	})
+}
+
+// release is the Makefile's RELEASE: the version these sources make.
+func release(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../Makefile")
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^RELEASE\s*:=\s*(\S+)\s*$`).FindSubmatch(b)
+	require.NotNil(t, m, "the Makefile sets RELEASE")
+	return string(m[1])
+}
+
+// checkImages asserts that every image has a pinned tag, never latest, and
+// that ovsgate's is the Makefile's release: a restart then pulls nothing
+// new, and a rollback is a tag away.
+func checkImages(t *testing.T, pod corev1.PodSpec) {
+	t.Helper()
+	want := release(t)
+	for _, c := range allContainers(pod) {
+		repo, tag, ok := strings.Cut(strings.TrimPrefix(c.Image, imageRepo(c.Image)), ":")
+		assert.True(t, ok && repo == "", "%s: kustomize images: pins a tag: %s", c.Name, c.Image)
+		assert.NotEqual(t, "latest", tag, "%s: latest means a pull on every restart and no way back", c.Name)
+		if imageRepo(c.Image) == gateImage {
+			assert.Equal(t, want, tag, "%s: the Makefile's RELEASE", c.Name)
+		}
+		assert.Empty(t, c.ImagePullPolicy, "%s: the default (IfNotPresent for a tag that is not latest)", c.Name)
+	}
 }
 
 func TestInitOnlyOverlay(t *testing.T) {
