@@ -29,11 +29,14 @@ func newCheckCommand(stdout io.Writer) *cobra.Command {
 			"-o json, the status JSON. It exits 0 when ready and 1 when not.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := prepare(cmd, &o.gateOptions); err != nil {
-				return err
+			validOutput := func() error {
+				if o.output != "table" && o.output != "json" {
+					return badFlag("output", o.output, "want table or json")
+				}
+				return nil
 			}
-			if o.output != "table" && o.output != "json" {
-				return usageError(fmt.Errorf("invalid --output %q: want table or json", o.output))
+			if err := prepare(cmd, o.validate, validOutput); err != nil {
+				return err
 			}
 			return o.run(cmd.Context(), stdout)
 		},

@@ -103,13 +103,62 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 	}
 }
 
+// A value from the environment is reported under the variable's name,
+// whatever is wrong with it; the same value on the command line names the
+// flag.
 func TestBadEnvironmentIsExit2(t *testing.T) {
-	r := ovsgate(t, []string{"OVSGATE_OVSDB=nonsense"}, "check")
-	assert.Equal(t, 2, r.Code)
-	assert.Contains(t, r.Stderr, `invalid --ovsdb "nonsense"`)
-	r = ovsgate(t, []string{"OVSGATE_TIMEOUT=soon"}, "check")
-	assert.Equal(t, 2, r.Code)
-	assert.Contains(t, r.Stderr, "OVSGATE_TIMEOUT")
+	for _, tt := range []struct {
+		env, cmd, want string
+	}{
+		{"OVSGATE_OVSDB=nonsense", "check", `ovsgate: invalid OVSGATE_OVSDB="nonsense": want unix:PATH or tcp:HOST:PORT`},
+		{"OVSGATE_TIMEOUT=soon", "check", `ovsgate: invalid OVSGATE_TIMEOUT="soon": time: invalid duration "soon"`},
+		{"OVSGATE_TIMEOUT=-1s", "wait", `ovsgate: invalid OVSGATE_TIMEOUT="-1s": must not be negative`},
+		{"OVSGATE_BRIDGE=", "check", `ovsgate: invalid OVSGATE_BRIDGE="": bridge name must not be empty`},
+		{"OVSGATE_BRIDGE=br-int,br int", "check", `ovsgate: invalid OVSGATE_BRIDGE="br-int,br int": names have no spaces or slashes`},
+		{"OVSGATE_REQUIRE_FEATURE=Recirc>=x", "check", `ovsgate: invalid OVSGATE_REQUIRE_FEATURE="Recirc>=x": "x" is not an integer`},
+		{"OVSGATE_OUTPUT=yaml", "check", `ovsgate: invalid OVSGATE_OUTPUT="yaml": want table or json`},
+		{"OVSGATE_HEALTH_PROBE_BIND_ADDRESS=x", "serve", `ovsgate: invalid OVSGATE_HEALTH_PROBE_BIND_ADDRESS="x": want HOST:PORT or :PORT`},
+		{"OVSGATE_NODE_CONDITION=Ready", "serve", `ovsgate: invalid OVSGATE_NODE_CONDITION="Ready": owned by Kubernetes; use a type of your own such as ovsgate.io/OVSReady`},
+	} {
+		t.Run(tt.env, func(t *testing.T) {
+			r := ovsgate(t, []string{tt.env}, tt.cmd)
+			assert.Equal(t, 2, r.Code)
+			assert.Equal(t, tt.want+"\n", r.Stderr)
+		})
+	}
+	r := ovsgate(t, nil, "check", "--timeout", "-1s")
+	assert.Equal(t, "ovsgate: invalid --timeout \"-1s\": must not be negative\n", r.Stderr)
+}
+
+// A set OVSGATE_* variable that configures no flag is a typo worth a line.
+func TestUnknownVariableWarns(t *testing.T) {
+	dir := t.TempDir()
+	r := ovsgate(t, []string{"OVSGATE_BRIDGES=br-ex", "OVSGATE_OUTPUT=json"}, "check", "--timeout", "1ms",
+		"--ovsdb", "unix:"+dir+"/db.sock", "--ovs-rundir", dir)
+	assert.Equal(t, 1, r.Code)
+	assert.Equal(t, "ovsgate: warning: OVSGATE_BRIDGES configures no flag of ovsgate; ignored\n", r.Stderr,
+		"OVSGATE_OUTPUT is check's --output: no warning")
+	var st gate.Status
+	assert.NoError(t, json.Unmarshal([]byte(r.Stdout), &st), "OVSGATE_OUTPUT=json applied")
+}
+
+// serve --timeout warns, at warning level, once.
+func TestServeTimeoutWarns(t *testing.T) {
+	dir := t.TempDir()
+	cmd := exec.Command(binary, "serve", "--timeout", "200ms", "--ovsdb", "unix:"+dir+"/db.sock", "--ovs-rundir", dir,
+		"--status-file", "", "--health-probe-bind-address", testutil.FreeAddr(t), "--metrics-bind-address", "0")
+	cmd.Env = cleanEnv()
+	var stderr testutil.SyncBuffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
+	require.True(t, ovstest.Poll(10*time.Second, func() bool { return strings.Contains(stderr.String(), "Still not ready") }))
+	for _, line := range stderr.Lines() {
+		if strings.Contains(line, "Still not ready") {
+			assert.True(t, strings.HasPrefix(line, "W"), "a warning: %s", line)
+			assert.Contains(t, line, "Still not ready after 200ms: OVSDB: not connected")
+		}
+	}
 }
 
 func TestCheck(t *testing.T) {
@@ -367,8 +416,8 @@ func TestServeEndToEnd(t *testing.T) {
 		})
 		_, body = d.get(t, "http://"+d.metrics+"/metrics")
 		assert.Contains(t, body, "\novsgate_vswitchd_restarts_total 1\n")
-		// starting -> ready -> not ready -> ready
-		assert.Contains(t, body, "\novsgate_transitions_total 3\n")
+		// Counted from the first settled status (ready): -> not ready -> ready.
+		assert.Contains(t, body, "\novsgate_transitions_total 2\n")
 
 		require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
 		select {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -53,21 +54,33 @@ func (o *gateOptions) addFlags(fs *pflag.FlagSet, statusFile string, timeout tim
 	fs.DurationVar(&o.timeout, "timeout", timeout, timeoutHelp)
 }
 
+// flagError is bad input in one flag. Where the value came from the flag's
+// OVSGATE_* variable, prepare says so, naming the variable.
+type flagError struct {
+	flag, value, why string
+}
+
+func (e *flagError) Error() string { return fmt.Sprintf("invalid --%s %q: %s", e.flag, e.value, e.why) }
+
+func badFlag(flag, value, format string, args ...any) error {
+	return &flagError{flag: flag, value: value, why: fmt.Sprintf(format, args...)}
+}
+
 // validate rejects bad input before anything starts.
 func (o *gateOptions) validate() error {
 	if _, _, err := ovsdb.ParseEndpoint(o.ovsdb); err != nil {
-		return err
+		return badFlag("ovsdb", o.ovsdb, "%v", err)
 	}
 	if strings.TrimSpace(o.ovsRunDir) == "" {
-		return fmt.Errorf("invalid --ovs-rundir: must not be empty")
+		return badFlag("ovs-rundir", o.ovsRunDir, "must not be empty")
 	}
 	if len(o.bridges) == 0 {
-		return fmt.Errorf("invalid --bridge: bridge name must not be empty")
+		return badFlag("bridge", "", "bridge name must not be empty")
 	}
 	seen := make(map[string]bool, len(o.bridges))
 	bridges := o.bridges[:0:0]
 	for _, br := range o.bridges {
-		if err := validateBridgeName(br); err != nil {
+		if err := validateName("bridge", br); err != nil {
 			return err
 		}
 		if !seen[br] {
@@ -80,19 +93,14 @@ func (o *gateOptions) validate() error {
 	for _, s := range o.requireFeatures {
 		r, err := gate.ParseRequirement(s)
 		if err != nil {
-			return fmt.Errorf("invalid --require-feature %q: %w", s, err)
+			return badFlag("require-feature", s, "%v", err)
 		}
 		o.requirements = append(o.requirements, r)
 	}
 	ports := o.requirePorts[:0:0]
 	for _, p := range o.requirePorts {
-		switch {
-		case p == "":
-			return fmt.Errorf("invalid --require-port: port name must not be empty")
-		case strings.TrimSpace(p) != p || strings.ContainsAny(p, " \t\n/"):
-			return fmt.Errorf("invalid --require-port %q: interface names have no spaces or slashes", p)
-		case len(p) > 255:
-			return fmt.Errorf("invalid --require-port %q: longer than 255 bytes", p)
+		if err := validateName("require-port", p); err != nil {
+			return err
 		}
 		if !slices.Contains(ports, p) {
 			ports = append(ports, p)
@@ -100,19 +108,20 @@ func (o *gateOptions) validate() error {
 	}
 	o.requirePorts = ports
 	if o.timeout < 0 {
-		return fmt.Errorf("invalid --timeout %s: must not be negative", o.timeout)
+		return badFlag("timeout", o.timeout.String(), "must not be negative")
 	}
 	return nil
 }
 
-func validateBridgeName(br string) error {
+// validateName checks a bridge or interface name as OVS takes it.
+func validateName(flag, name string) error {
 	switch {
-	case br == "":
-		return fmt.Errorf("invalid --bridge: bridge name must not be empty")
-	case strings.TrimSpace(br) != br || strings.ContainsAny(br, " \t\n/"):
-		return fmt.Errorf("invalid --bridge %q: bridge names have no spaces or slashes", br)
-	case len(br) > 255:
-		return fmt.Errorf("invalid --bridge %q: longer than 255 bytes", br)
+	case name == "":
+		return badFlag(flag, name, "the name must not be empty")
+	case strings.TrimSpace(name) != name || strings.ContainsAny(name, " \t\n/"):
+		return badFlag(flag, name, "names have no spaces or slashes")
+	case len(name) > 255:
+		return badFlag(flag, name, "longer than 255 bytes")
 	}
 	return nil
 }
@@ -131,8 +140,10 @@ func (o *gateOptions) config() gate.Config {
 
 // bindEnv sets every flag the command line left alone from its OVSGATE_<NAME>
 // variable, if set: OVSGATE_BRIDGE=br-int,br-ex, OVSGATE_STATUS_FILE=, ...
-func bindEnv(cmd *cobra.Command) error {
-	var err error
+// It returns the flags so set, and warns on stderr about OVSGATE_* variables
+// that configure no flag of any command (a typo such as OVSGATE_BRIDGES).
+func bindEnv(cmd *cobra.Command) (fromEnv map[string]bool, err error) {
+	fromEnv = map[string]bool{}
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
 		if err != nil || f.Changed {
 			return
@@ -142,11 +153,31 @@ func bindEnv(cmd *cobra.Command) error {
 		if !ok {
 			return
 		}
-		if serr := cmd.Flags().Set(f.Name, val); serr != nil {
+		// The value's own parser: its error names no flag, for this
+		// value came from the variable.
+		if serr := f.Value.Set(val); serr != nil {
 			err = fmt.Errorf("invalid %s=%q: %w", name, val, serr)
+			return
 		}
+		fromEnv[f.Name] = true
 	})
-	return err
+	known := map[string]bool{}
+	for _, c := range cmd.Root().Commands() {
+		c.Flags().VisitAll(func(f *pflag.Flag) { known[envName(f.Name)] = true })
+	}
+	cmd.Root().PersistentFlags().VisitAll(func(f *pflag.Flag) { known[envName(f.Name)] = true })
+	var unknown []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, envPrefix) && !known[name] {
+			unknown = append(unknown, name)
+		}
+	}
+	slices.Sort(unknown)
+	for _, name := range unknown {
+		fmt.Fprintf(cmd.ErrOrStderr(), "ovsgate: warning: %s configures no flag of ovsgate; ignored\n", name)
+	}
+	return fromEnv, err
 }
 
 // envName is the environment variable that configures flag name.
@@ -154,14 +185,23 @@ func envName(flag string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
 }
 
-// prepare binds the environment and validates the options; every failure is a
-// usage error (exit code 2).
-func prepare(cmd *cobra.Command, o *gateOptions) error {
-	if err := bindEnv(cmd); err != nil {
+// prepare binds the environment and runs the validations; every failure is
+// a usage error (exit code 2), and one about a value that came from an
+// OVSGATE_* variable names the variable, not the flag.
+func prepare(cmd *cobra.Command, validations ...func() error) error {
+	fromEnv, err := bindEnv(cmd)
+	if err != nil {
 		return usageError(err)
 	}
-	if err := o.validate(); err != nil {
-		return usageError(err)
+	for _, validate := range validations {
+		if err := validate(); err != nil {
+			var fe *flagError
+			if errors.As(err, &fe) && fromEnv[fe.flag] {
+				name := envName(fe.flag)
+				err = fmt.Errorf("invalid %s=%q: %s", name, os.Getenv(name), fe.why)
+			}
+			return usageError(err)
+		}
 	}
 	return nil
 }

@@ -50,15 +50,13 @@ func newServeCommand() *cobra.Command {
 			"SIGTERM or SIGINT, leaving the status file not ready.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := prepare(cmd, &o.gateOptions); err != nil {
+			var writer *nodecondition.Writer
+			makeWriter := func() (err error) {
+				writer, err = o.nodeConditionWriter()
 				return err
 			}
-			if err := o.validateListeners(); err != nil {
-				return usageError(err)
-			}
-			writer, err := o.nodeConditionWriter()
-			if err != nil {
-				return usageError(err)
+			if err := prepare(cmd, o.validate, o.validateListeners, makeWriter); err != nil {
+				return err
 			}
 			return o.run(cmd.Context(), writer)
 		},
@@ -79,17 +77,17 @@ func newServeCommand() *cobra.Command {
 }
 
 func (o *serveOptions) validateListeners() error {
-	if err := validateAddr("--health-probe-bind-address", o.probeAddr); err != nil {
+	if err := validateAddr("health-probe-bind-address", o.probeAddr); err != nil {
 		return err
 	}
 	if o.metricsAddr == "0" {
 		return nil
 	}
-	if err := validateAddr("--metrics-bind-address", o.metricsAddr); err != nil {
+	if err := validateAddr("metrics-bind-address", o.metricsAddr); err != nil {
 		return err
 	}
 	if o.metricsAddr == o.probeAddr {
-		return fmt.Errorf("--metrics-bind-address and --health-probe-bind-address must differ (both %s)", o.probeAddr)
+		return badFlag("metrics-bind-address", o.metricsAddr, "must differ from --health-probe-bind-address")
 	}
 	return nil
 }
@@ -101,16 +99,19 @@ func (o *serveOptions) nodeConditionWriter() (*nodecondition.Writer, error) {
 	if o.nodeCondition == "" {
 		return nil, nil
 	}
+	if err := nodecondition.CheckType(o.nodeCondition); err != nil {
+		return nil, badFlag("node-condition", o.nodeCondition, "%v", err)
+	}
 	if o.nodeName == "" {
-		return nil, errors.New("--node-condition needs --node-name (in a pod: the downward API's spec.nodeName)")
+		return nil, badFlag("node-name", "", "--node-condition needs the node's name (in a pod: the downward API's spec.nodeName)")
 	}
 	if o.heartbeat <= 0 {
-		return nil, fmt.Errorf("invalid --node-condition-heartbeat %s: must be positive", o.heartbeat)
+		return nil, badFlag("node-condition-heartbeat", o.heartbeat.String(), "must be positive")
+	}
+	if err := nodecondition.CheckNodeName(o.nodeName); err != nil {
+		return nil, badFlag("node-name", o.nodeName, "%v", err)
 	}
 	ncfg := nodecondition.Config{Node: o.nodeName, Type: o.nodeCondition, Heartbeat: o.heartbeat}
-	if err := ncfg.Validate(); err != nil {
-		return nil, err
-	}
 	cfg, err := kubeConfig(o.kubeconfig)
 	if err != nil {
 		return nil, err
@@ -132,7 +133,7 @@ func kubeConfig(path string) (*rest.Config, error) {
 			return nil, fmt.Errorf("--node-condition outside a pod needs --kubeconfig: %w", err)
 		}
 	} else if cfg, err = clientcmd.BuildConfigFromFlags("", path); err != nil {
-		return nil, fmt.Errorf("invalid --kubeconfig %q: %w", path, err)
+		return nil, badFlag("kubeconfig", path, "%v", err)
 	}
 	cfg.UserAgent = "ovsgate"
 	// One node writes one condition: a few requests an hour, and no burst
@@ -144,10 +145,10 @@ func kubeConfig(path string) (*rest.Config, error) {
 func validateAddr(flag, addr string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("invalid %s %q: want HOST:PORT or :PORT", flag, addr)
+		return badFlag(flag, addr, "want HOST:PORT or :PORT")
 	}
 	if n, err := strconv.Atoi(port); err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("invalid %s %q: port must be a number from 0 to 65535", flag, addr)
+		return badFlag(flag, addr, "port must be a number from 0 to 65535")
 	}
 	return nil
 }
@@ -220,6 +221,7 @@ func (o *serveOptions) run(ctx context.Context, writer *nodecondition.Writer) er
 
 	pub := &publisher{probe: prb, metrics: metrics, file: file, node: writer}
 	updates := g.Subscribe()
+	settled := g.Settled()
 	var notReadyWarning <-chan time.Time
 	if o.timeout > 0 {
 		t := time.NewTimer(o.timeout)
@@ -232,9 +234,12 @@ loop:
 		select {
 		case s := <-updates:
 			pub.publish(s)
+		case <-settled:
+			settled = nil
+			metrics.CountFrom(g.Status())
 		case <-notReadyWarning:
 			if s := g.Status(); !s.Ready {
-				klog.InfoS("Still not ready", "after", o.timeout, "reason", s.Reason)
+				klog.Warningf("Still not ready after %s: %s", o.timeout, s.Reason)
 			}
 		case err := <-serveErr:
 			fatal = err

@@ -21,7 +21,7 @@ func newWaitCommand(stderr io.Writer) *cobra.Command {
 			"to stderr. It exits 0 when ready and 1 when --timeout passes first.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := prepare(cmd, o); err != nil {
+			if err := prepare(cmd, o.validate); err != nil {
 				return err
 			}
 			return runWait(cmd.Context(), o, stderr)

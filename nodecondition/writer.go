@@ -64,23 +64,39 @@ var kubeletTypes = map[string]bool{
 	"Ready": true, "MemoryPressure": true, "DiskPressure": true, "PIDPressure": true, "NetworkUnavailable": true,
 }
 
+// CheckNodeName says what is wrong with a Node name, or nil.
+func CheckNodeName(node string) error {
+	if node == "" {
+		return errors.New("node name is required")
+	}
+	if errs := validation.IsDNS1123Subdomain(node); len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// CheckType says what is wrong with a condition type, or nil.
+func CheckType(typ string) error {
+	if typ == "" {
+		return errors.New("node condition type is required")
+	}
+	if errs := validation.IsQualifiedName(typ); len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	if kubeletTypes[typ] {
+		return errors.New("owned by Kubernetes; use a type of your own such as ovsgate.io/OVSReady")
+	}
+	return nil
+}
+
 // Validate checks the node name and condition type and fills in the default
 // timings; New calls it too.
 func (c *Config) Validate() error {
-	if c.Node == "" {
-		return errors.New("node name is required")
+	if err := CheckNodeName(c.Node); err != nil {
+		return fmt.Errorf("invalid node name %q: %w", c.Node, err)
 	}
-	if errs := validation.IsDNS1123Subdomain(c.Node); len(errs) > 0 {
-		return fmt.Errorf("invalid node name %q: %s", c.Node, strings.Join(errs, "; "))
-	}
-	if c.Type == "" {
-		return errors.New("node condition type is required")
-	}
-	if errs := validation.IsQualifiedName(c.Type); len(errs) > 0 {
-		return fmt.Errorf("invalid node condition type %q: %s", c.Type, strings.Join(errs, "; "))
-	}
-	if kubeletTypes[c.Type] {
-		return fmt.Errorf("invalid node condition type %q: Kubernetes owns it; use a type of your own such as ovsgate.io/OVSReady", c.Type)
+	if err := CheckType(c.Type); err != nil {
+		return fmt.Errorf("invalid node condition type %q: %w", c.Type, err)
 	}
 	for _, d := range []struct {
 		name string

@@ -1,6 +1,7 @@
 package ovsdb
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -11,13 +12,11 @@ import (
 
 const wantForm = "want unix:PATH or tcp:HOST:PORT"
 
-// ParseEndpoint validates an --ovsdb value: unix:PATH with an absolute PATH,
+// ParseEndpoint validates an OVSDB endpoint: unix:PATH with an absolute PATH,
 // or tcp:HOST:PORT (IPv6 hosts in brackets). ssl: is rejected: TLS is not
-// supported.
+// supported. An error says what is wrong, not where the value came from.
 func ParseEndpoint(s string) (network, address string, err error) {
-	bad := func(why string) error {
-		return fmt.Errorf("invalid --ovsdb %q: %s", s, why)
-	}
+	bad := errors.New
 	scheme, rest, ok := strings.Cut(s, ":")
 	if !ok {
 		return "", "", bad(wantForm)
@@ -52,7 +51,7 @@ func ParseEndpoint(s string) (network, address string, err error) {
 		return "", "", bad(wantForm)
 	}
 	if _, err := dialEndpoint(network, address); err != nil {
-		return "", "", bad(err.Error())
+		return "", "", err
 	}
 	return network, address, nil
 }

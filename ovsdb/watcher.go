@@ -133,7 +133,7 @@ type Watcher struct {
 func NewWatcher(endpoint string, bridges []string, opts ...Option) (*Watcher, error) {
 	network, address, err := ParseEndpoint(endpoint)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("invalid OVSDB endpoint %q: %w", endpoint, err)
 	}
 	dialTo, err := dialEndpoint(network, address)
 	if err != nil {

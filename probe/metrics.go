@@ -26,7 +26,7 @@ type Metrics struct {
 	appctlDurations *prometheus.HistogramVec
 
 	mu           sync.Mutex
-	observed     bool
+	counting     bool // transitions are counted from CountFrom on
 	wasReady     bool
 	lastRestarts uint64 // the gate's count of ovs-vswitchd restarts, as last seen
 }
@@ -42,7 +42,7 @@ func NewMetrics() *Metrics {
 			Name: "ovsgate_bridge_ready", Help: "1 when the bridge is ready, else 0.",
 		}, []string{"bridge"}),
 		transitions: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "ovsgate_transitions_total", Help: "Flips between ready and not ready.",
+			Name: "ovsgate_transitions_total", Help: "Flips between ready and not ready, after the first settled status.",
 		}),
 		restarts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ovsgate_vswitchd_restarts_total",
@@ -85,14 +85,24 @@ func (m *Metrics) Handler() http.Handler {
 	return methods(mux)
 }
 
+// CountFrom makes s the state that transitions are counted from: the
+// gate's first status with every check answered. What comes before it
+// (starting, connecting) is no verdict yet, so a start that ends ready
+// counts no transition.
+func (m *Metrics) CountFrom(s gate.Status) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.counting, m.wasReady = true, s.Ready
+}
+
 // Observe updates the metrics from a new status.
 func (m *Metrics) Observe(s gate.Status) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.observed && s.Ready != m.wasReady {
+	if m.counting && s.Ready != m.wasReady {
 		m.transitions.Inc()
 	}
-	m.observed, m.wasReady = true, s.Ready
+	m.wasReady = s.Ready
 	if n := s.VSwitchd.Restarts; n > m.lastRestarts {
 		m.restarts.Add(float64(n - m.lastRestarts))
 		m.lastRestarts = n

@@ -30,7 +30,7 @@ ovsgate_ready READY
 # TYPE ovsgate_bridge_ready gauge
 ovsgate_bridge_ready{bridge="br-ex"} BREX
 ovsgate_bridge_ready{bridge="br-int"} BRINT
-# HELP ovsgate_transitions_total Flips between ready and not ready.
+# HELP ovsgate_transitions_total Flips between ready and not ready, after the first settled status.
 # TYPE ovsgate_transitions_total counter
 ovsgate_transitions_total TRANSITIONS
 # HELP ovsgate_vswitchd_restarts_total New ovs-vswitchd instances that answered after the first one (also when the pid number repeats).
@@ -61,7 +61,7 @@ func TestMetricsObserve(t *testing.T) {
 		ready, brInt, brEx, transitions, restarts, connected int
 	}
 	steps := []step{
-		// The first observation is not a flip, whatever it says.
+		// Counted from here (CountFrom below): the first settled status.
 		{twoBridges(true, true, 0, true), 1, 1, 1, 0, 0, 1},
 		{twoBridges(true, true, 0, true), 1, 1, 1, 0, 0, 1},
 		{twoBridges(false, true, 0, false), 0, 0, 1, 1, 0, 0},
@@ -75,6 +75,10 @@ func TestMetricsObserve(t *testing.T) {
 		{twoBridges(true, true, 3, true), 1, 1, 1, 4, 3, 1},
 	}
 	m := NewMetrics()
+	// Before the gate has settled, flips are no transitions.
+	m.Observe(twoBridges(false, false, 0, false))
+	m.Observe(twoBridges(true, true, 0, true))
+	m.CountFrom(steps[0].s)
 	for i, st := range steps {
 		m.Observe(st.s)
 		require.NoError(t, testutil.GatherAndCompare(m.Registry(),
@@ -107,9 +111,12 @@ func TestMetricsFirstObservationNotReady(t *testing.T) {
 	m := NewMetrics()
 	assert.Equal(t, 0.0, testutil.ToFloat64(m.ready), "not ready before anything is known")
 	m.Observe(status(false))
-	assert.Equal(t, 0.0, testutil.ToFloat64(m.transitions))
 	m.Observe(status(true))
-	assert.Equal(t, 1.0, testutil.ToFloat64(m.transitions))
+	assert.Equal(t, 0.0, testutil.ToFloat64(m.transitions), "starting -> ready is no transition")
+	m.CountFrom(status(true))
+	m.Observe(status(false))
+	m.Observe(status(true))
+	assert.Equal(t, 2.0, testutil.ToFloat64(m.transitions))
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.ready))
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.bridgeReady.WithLabelValues("br-int")))
 }

@@ -23,6 +23,7 @@ import (
 //	/readyz/NAME      one check: 200 "ok", 503 "[-]NAME failed: REASON", 404 if unknown
 //	/status           the status JSON
 //
+// Any other path is 404, whatever the method.
 // The check list follows Kubernetes' apiserver: one "[+]NAME ok" or
 // "[-]NAME failed: REASON" line per check, then "readyz check passed" or
 // "readyz check failed". Each ?exclude=NAME (repeatable) leaves that check
@@ -234,6 +235,7 @@ var (
 	nosniff         = []string{"nosniff"}
 	allowGetHead    = []string{"GET, HEAD"}
 	notAllowedBody  = []byte("method not allowed\n")
+	notFoundBody    = []byte("not found\n")
 )
 
 // writeText writes one plain-text answer: headers once, then the body.
@@ -245,15 +247,21 @@ func writeText(w http.ResponseWriter, code int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// methods answers 405 to anything but GET and HEAD, before routing, so the
-// answer is the same for every path.
-func methods(next http.Handler) http.Handler {
+// methods answers 405 to anything but GET and HEAD on a path mux serves,
+// and 404 on any other path, whatever the method; GET and HEAD go to mux.
+func methods(mux *http.ServeMux) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			get := *r
+			get.Method = http.MethodGet
+			if _, pattern := mux.Handler(&get); pattern == "" {
+				writeText(w, http.StatusNotFound, notFoundBody)
+				return
+			}
 			w.Header()["Allow"] = allowGetHead
 			writeText(w, http.StatusMethodNotAllowed, notAllowedBody)
 			return
 		}
-		next.ServeHTTP(w, r)
+		mux.ServeHTTP(w, r)
 	})
 }

@@ -167,8 +167,8 @@ func TestProbeUpdateCopies(t *testing.T) {
 func TestProbeMethodNotAllowed(t *testing.T) {
 	handlers := map[string]http.Handler{"probe": NewProbe(nil), "metrics": NewMetrics().Handler()}
 	paths := map[string][]string{
-		"probe":   {"/readyz", "/readyz?verbose", "/readyz/datapath/br-int", "/readyz/nope", "/livez", "/healthz", "/status", "/nothing"},
-		"metrics": {"/metrics", "/nothing"},
+		"probe":   {"/readyz", "/readyz?verbose", "/readyz/datapath/br-int", "/readyz/nope", "/livez", "/healthz", "/status"},
+		"metrics": {"/metrics"},
 	}
 	for _, ready := range []bool{false, true} {
 		if ready {
@@ -183,6 +183,12 @@ func TestProbeMethodNotAllowed(t *testing.T) {
 					assert.Equal(t, "method not allowed\n", rec.Body.String())
 					assert.Equal(t, "text/plain; charset=utf-8", rec.Header().Get("Content-Type"))
 					assert.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"))
+				}
+				// A path nothing serves is 404, whatever the method.
+				for _, path := range []string{"/nothing", "/readyzz", "/metrics/x"} {
+					rec := do(t, h, m, path)
+					assert.Equal(t, 404, rec.Code, "%s %s %s", name, m, path)
+					assert.Empty(t, rec.Header().Get("Allow"))
 				}
 			}
 		}
