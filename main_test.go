@@ -3,9 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -289,11 +287,9 @@ func TestWaitTimesOut(t *testing.T) {
 }
 
 // daemon is a running `ovsgate serve`.
+// daemon is an `ovsgate serve` against a sandbox, on free loopback ports.
 type daemon struct {
-	cmd        *exec.Cmd
-	done       chan struct{} // closed when the process exited; err is then set
-	err        error
-	stderr     *testutil.SyncBuffer
+	*testutil.Daemon
 	probe      string
 	metrics    string
 	statusFile string
@@ -302,41 +298,17 @@ type daemon struct {
 func startServe(t *testing.T, s *ovstest.Sandbox, extra ...string) *daemon {
 	t.Helper()
 	d := &daemon{
-		done:       make(chan struct{}),
-		stderr:     &testutil.SyncBuffer{},
 		probe:      testutil.FreeAddr(t),
 		metrics:    testutil.FreeAddr(t),
 		statusFile: filepath.Join(t.TempDir(), "ovsgate", "status.json"),
 	}
 	args := append([]string{"serve", "--health-probe-bind-address", d.probe, "--metrics-bind-address", d.metrics,
 		"--status-file", d.statusFile}, sandboxArgs(s)...)
-	d.cmd = exec.Command(binary, append(args, extra...)...)
-	d.cmd.Env = cleanEnv()
-	d.cmd.Stderr = d.stderr
-	require.NoError(t, d.cmd.Start())
-	go func() { d.err = d.cmd.Wait(); close(d.done) }()
-	t.Cleanup(func() {
-		_ = d.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-d.done:
-		case <-time.After(10 * time.Second):
-			_ = d.cmd.Process.Kill()
-			<-d.done
-		}
-	})
+	d.Daemon = testutil.StartOvsgate(t, binary, nil, append(args, extra...)...)
 	return d
 }
 
-func (d *daemon) get(t *testing.T, url string) (int, string) {
-	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
+func (d *daemon) get(_ *testing.T, url string) (int, string) { return testutil.Get(url) }
 
 func (d *daemon) readFile(t *testing.T) (gate.Status, bool) {
 	b, err := os.ReadFile(d.statusFile)
@@ -419,13 +391,7 @@ func TestServeEndToEnd(t *testing.T) {
 		// Counted from the first settled status (ready): -> not ready -> ready.
 		assert.Contains(t, body, "\novsgate_transitions_total 2\n")
 
-		require.NoError(t, d.cmd.Process.Signal(syscall.SIGTERM))
-		select {
-		case <-d.done:
-			require.NoError(t, d.err, "exit 0 after SIGTERM; stderr: %s", d.stderr.String())
-		case <-time.After(10 * time.Second):
-			t.Fatal("serve did not stop after SIGTERM")
-		}
+		require.NoError(t, d.Stop(), "exit 0 after SIGTERM; stderr: %s", d.Stderr.String())
 		st, ok := d.readFile(t)
 		require.True(t, ok)
 		assert.False(t, st.Ready, "SIGTERM must leave ready: false")
@@ -504,8 +470,7 @@ func TestServeStatusFileUnwritable(t *testing.T) {
 	blocker := filepath.Join(t.TempDir(), "not-a-dir")
 	require.NoError(t, os.WriteFile(blocker, nil, 0o644))
 	d := startServe(t, s)
-	_ = d.cmd.Process.Kill()
-	<-d.done
+	d.Kill()
 	d = startServe(t, s, "--status-file", filepath.Join(blocker, "status.json"))
 	s.Eventually(10*time.Second, "/readyz 200", func() bool {
 		code, _ := d.get(t, "http://"+d.probe+"/readyz")
@@ -516,7 +481,7 @@ func TestServeStatusFileUnwritable(t *testing.T) {
 		code, _ := d.get(t, "http://"+d.probe+"/readyz")
 		return code == 503
 	})
-	assert.Equal(t, 1, strings.Count(d.stderr.String(), "Cannot write the status file"), d.stderr.String())
+	assert.Equal(t, 1, strings.Count(d.Stderr.String(), "Cannot write the status file"), d.Stderr.String())
 }
 
 // A control socket ovsgate may not open gives a truthful reason, not a hang.

@@ -17,7 +17,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -725,30 +724,10 @@ func checkServed(t *testing.T, readyPath, livePath, metricsPath string) {
 	dir := t.TempDir()
 	probeAddr, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	statusFile := filepath.Join(dir, "run", "status.json")
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	var stderr testutil.SyncBuffer // written by os/exec while the test reads it
-	cmd := exec.CommandContext(ctx, ovsgateBin, "serve",
+	d := testutil.StartOvsgate(t, ovsgateBin, nil, "serve",
 		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
 		"--status-file="+statusFile, "--ovsdb=unix:"+filepath.Join(dir, "db.sock"), "--ovs-rundir="+dir)
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	// exited is closed once the process is reaped; waitErr is its result.
-	var waitErr error
-	exited := make(chan struct{})
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	}()
+	exited, stderr := d.Exited(), d.Stderr
 
 	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 	get := func(addr, path string) (int, string, error) {
@@ -769,7 +748,7 @@ func checkServed(t *testing.T, readyPath, livePath, metricsPath string) {
 		}
 		select {
 		case <-exited:
-			t.Fatalf("ovsgate serve exited early (%v): %s", waitErr, stderr.String())
+			t.Fatalf("ovsgate serve exited early (%v): %s", d.Err(), stderr.String())
 		default:
 		}
 		require.True(t, time.Now().Before(deadline), "%s never answered 200 (last: %d, %v): %s", livePath, code, err, stderr.String())
@@ -783,13 +762,7 @@ func checkServed(t *testing.T, readyPath, livePath, metricsPath string) {
 	assert.Equal(t, http.StatusOK, code, metricsPath)
 	assert.Contains(t, body, "ovsgate_ready ")
 
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
-	select {
-	case <-exited:
-		assert.NoError(t, waitErr, "serve exits 0 after SIGTERM: %s", stderr.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("serve did not exit after SIGTERM")
-	}
+	assert.NoError(t, d.Stop(), "serve exits 0 after SIGTERM: %s", stderr.String())
 	b, err := os.ReadFile(statusFile)
 	require.NoError(t, err)
 	var status struct{ Ready *bool }

@@ -9,12 +9,10 @@ import (
 	"maps"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -462,33 +460,12 @@ func httpGet(client *http.Client, url string) (int, string, error) {
 func startReadyServe(t *testing.T, s *ovstest.Sandbox, client *http.Client) string {
 	t.Helper()
 	probeAddr, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	var stderr testutil.SyncBuffer // written by os/exec while the test reads it
-	cmd := exec.Command(ovsgateBin, "serve", "--bridge=br-int",
+	d := testutil.StartOvsgate(t, ovsgateBin, nil, "serve", "--bridge=br-int",
 		"--ovsdb="+s.Endpoint(), "--ovs-rundir="+s.RunDir(),
 		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
 		"--status-file="+filepath.Join(t.TempDir(), "status.json"))
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	// exited is closed once the process is reaped; waitErr is its result.
-	var waitErr error
-	exited := make(chan struct{})
-	go func() {
-		waitErr = cmd.Wait()
-		close(exited)
-	}()
-	// Registered after the sandbox's cleanup, so it runs before it.
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-			assert.NoError(t, waitErr, "serve exits 0 after SIGTERM: %s", stderr.String())
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("serve did not exit within 30s of SIGTERM: %s", stderr.String())
-		}
-	})
+	exited, stderr := d.Exited(), d.Stderr
+	t.Cleanup(func() { assert.NoError(t, d.Stop(), "serve exits 0 after SIGTERM: %s", stderr.String()) })
 
 	var last string
 	ready := ovstest.Poll(30*time.Second, func() bool {
@@ -503,7 +480,7 @@ func startReadyServe(t *testing.T, s *ovstest.Sandbox, client *http.Client) stri
 	})
 	select {
 	case <-exited:
-		t.Fatalf("serve exited early (%v): %s", waitErr, stderr.String())
+		t.Fatalf("serve exited early (%v): %s", d.Err(), stderr.String())
 	default:
 	}
 	require.True(t, ready, "/readyz never answered 200 (last: %s): %s", last, stderr.String())

@@ -6,19 +6,15 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
@@ -412,16 +408,16 @@ current-context: c
 	d := startServe(t, gc.envList(), "--kubeconfig="+kc, "--status-file="+filepath.Join(dir, "status.json"),
 		"--ovsdb=unix:"+filepath.Join(dir, "db.sock"), "--ovs-rundir="+dir)
 	started := regexp.MustCompile(`"Starting ovsgate"`)
-	ok := poll(30*time.Second, func() bool { return !d.running() || started.MatchString(d.stderr.String()) })
-	require.True(t, ok, "serve neither started nor exited: %s", d.stderr.String())
-	if !d.running() {
-		code := d.cmd.ProcessState.ExitCode()
-		require.NotEqual(t, 2, code, "serve rejects the environment %v: %s", gc.envList(), d.stderr.String())
-		require.Equal(t, 1, code, "serve: %s", d.stderr.String())
-		t.Logf("serve accepted the environment and could not bind here (a port of the manifest is taken): %s", d.stderr.String())
+	ok := testutil.Poll(30*time.Second, func() bool { return !d.Running() || started.MatchString(d.Stderr.String()) })
+	require.True(t, ok, "serve neither started nor exited: %s", d.Stderr.String())
+	if !d.Running() {
+		code := d.Cmd.ProcessState.ExitCode()
+		require.NotEqual(t, 2, code, "serve rejects the environment %v: %s", gc.envList(), d.Stderr.String())
+		require.Equal(t, 1, code, "serve: %s", d.Stderr.String())
+		t.Logf("serve accepted the environment and could not bind here (a port of the manifest is taken): %s", d.Stderr.String())
 		return
 	}
-	log := d.stderr.String()
+	log := d.Stderr.String()
 	for _, kv := range []string{
 		`probe="` + gc.value("health-probe-bind-address") + `"`,
 		`nodeCondition="` + ovsReadyCondition + `"`,
@@ -429,123 +425,28 @@ current-context: c
 	} {
 		assert.Contains(t, log, kv)
 	}
-	assert.NoError(t, d.stop(t), "serve exits 0 after SIGTERM: %s", d.stderr.String())
+	assert.NoError(t, d.Stop(), "serve exits 0 after SIGTERM: %s", d.Stderr.String())
 }
 
 // --- a running serve ---------------------------------------------------------
 
-// serveDaemon is an `ovsgate serve` this test started.
-type serveDaemon struct {
-	cmd    *exec.Cmd
-	stderr *testutil.SyncBuffer // written by os/exec while the test reads it
-	exited chan struct{}
-	err    error // cmd.Wait's result, set before exited is closed
-}
+// serveDaemon is an `ovsgate serve` the test started.
+type serveDaemon struct{ *testutil.Daemon }
 
 // startServe runs `ovsgate serve args...` with env as its whole environment
 // besides PATH; the test's cleanup stops it.
 func startServe(t *testing.T, env []string, args ...string) *serveDaemon {
 	t.Helper()
-	d := &serveDaemon{stderr: &testutil.SyncBuffer{}, exited: make(chan struct{})}
-	d.cmd = exec.Command(ovsgateBin, append([]string{"serve"}, args...)...)
-	d.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, env...)
-	d.cmd.Stderr = d.stderr
-	require.NoError(t, d.cmd.Start())
-	go func() {
-		d.err = d.cmd.Wait()
-		close(d.exited)
-	}()
-	t.Cleanup(func() {
-		if d.running() {
-			if err := d.stop(t); err != nil {
-				t.Errorf("serve: %v: %s", err, d.stderr.String())
-			}
-		}
-		if t.Failed() {
-			t.Logf("serve's stderr:\n%s", d.stderr.String())
-		}
-	})
-	return d
-}
-
-func (d *serveDaemon) running() bool {
-	select {
-	case <-d.exited:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends SIGTERM and waits for the exit; it kills the daemon after 30 s.
-func (d *serveDaemon) stop(t *testing.T) error {
-	t.Helper()
-	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil && d.running() {
-		return err
-	}
-	select {
-	case <-d.exited:
-		return d.err
-	case <-time.After(30 * time.Second):
-		_ = d.cmd.Process.Kill()
-		<-d.exited
-		return fmt.Errorf("no exit within 30s of SIGTERM")
-	}
-}
-
-// poll calls cond every 20 ms until it holds or d passes, and reports
-// whether it held. The interval is a polling rate, not synchronisation.
-func poll(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	return &serveDaemon{testutil.StartOvsgate(t, ovsgateBin, env, append([]string{"serve"}, args...)...)}
 }
 
 // scrape sums the samples of the metric family name whose labels include
 // match, as the daemon's /metrics shows them now.
-func scrape(t *testing.T, client *http.Client, addr, name string, match map[string]string) float64 {
+func scrape(t *testing.T, _ *http.Client, addr, name string, match map[string]string) float64 {
 	t.Helper()
-	code, body, err := httpGet(client, "http://"+addr+"/metrics")
-	require.NoError(t, err)
-	require.Equal(t, http.StatusOK, code, body)
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
-	require.NoError(t, err)
-	f, ok := families[name]
+	v, ok := testutil.Metric(t, addr, name, match)
 	require.True(t, ok, "no metric %s", name)
-	var sum float64
-	for _, m := range f.GetMetric() {
-		labels := make(map[string]string)
-		for _, l := range m.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		if !mapContains(labels, match) {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			sum += m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			sum += m.GetGauge().GetValue()
-		}
-	}
-	return sum
-}
-
-func mapContains(m, sub map[string]string) bool {
-	for k, v := range sub {
-		if m[k] != v {
-			return false
-		}
-	}
-	return true
+	return v
 }
 
 const (
@@ -588,7 +489,7 @@ func (c *cluster) mapping(t *testing.T, gvk schema.GroupVersionKind) *meta.RESTM
 	t.Helper()
 	var m *meta.RESTMapping
 	var err error
-	ok := poll(30*time.Second, func() bool {
+	ok := testutil.Poll(30*time.Second, func() bool {
 		if c.mapper != nil {
 			if m, err = c.mapper.RESTMapping(gvk.GroupKind(), gvk.Version); err == nil {
 				return true
@@ -691,7 +592,7 @@ func TestStandaloneAPIServer(t *testing.T) {
 	require.NoError(t, err)
 	user := c.Client(t, kubetest.OVSGateUser)
 	var last string
-	require.True(t, poll(30*time.Second, func() bool {
+	require.True(t, testutil.Poll(30*time.Second, func() bool {
 		r, err := user.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authzv1.SelfSubjectAccessReview{
 			Spec: authzv1.SelfSubjectAccessReviewSpec{ResourceAttributes: &authzv1.ResourceAttributes{
 				Verb: "patch", Resource: "nodes", Subresource: "status", Name: exampleNodeName,
@@ -724,7 +625,7 @@ func testApply(t *testing.T, c *cluster, crdYAML, standalone, overlay []byte) {
 	require.NoError(t, c.apply(t, crd), "the CRD")
 	crdClient := c.resource(t, crd)
 	var last *unstructured.Unstructured
-	require.True(t, poll(30*time.Second, func() bool {
+	require.True(t, testutil.Poll(30*time.Second, func() bool {
 		var err error
 		last, err = crdClient.Get(ctx, crd.GetName(), metav1.GetOptions{})
 		return err == nil && established(last)
@@ -799,7 +700,7 @@ func testServiceAccountRBAC(t *testing.T, c *cluster, r standaloneRendering) {
 	}
 	// The authorizer learns new bindings from a watch.
 	var err error
-	require.True(t, poll(30*time.Second, func() bool {
+	require.True(t, testutil.Poll(30*time.Second, func() bool {
 		var get, patch bool
 		get, err = allowed("get", "nodes", "")
 		if err == nil {
@@ -838,7 +739,7 @@ func waitCondition(t *testing.T, cs kubernetes.Interface, typ string, d time.Dur
 	t.Helper()
 	var c *corev1.NodeCondition
 	var err error
-	if !poll(d, func() bool {
+	if !testutil.Poll(d, func() bool {
 		c, err = nodeCondition(t.Context(), cs, exampleNodeName, typ)
 		return err == nil && c != nil && ok(*c)
 	}) {
@@ -914,7 +815,7 @@ func testConditionFollowsOVS(t *testing.T, c *cluster, s *ovstest.Sandbox, condT
 			started := time.Now()
 			var readyz time.Time
 			var got *corev1.NodeCondition
-			ok := poll(20*time.Second, func() bool {
+			ok := testutil.Poll(20*time.Second, func() bool {
 				if readyz.IsZero() {
 					if code, _, err := httpGet(client, "http://"+probeAddr+"/readyz"); err == nil && code == http.StatusOK {
 						readyz = time.Now()
@@ -941,7 +842,7 @@ func testConditionFollowsOVS(t *testing.T, c *cluster, s *ovstest.Sandbox, condT
 		t.Logf("  writes: %v attempts, %v successful, for %d state changes", attempts, succeeded, 2*restarts)
 		assert.GreaterOrEqual(t, succeeded, float64(2*restarts), "each change written")
 		assert.LessOrEqual(t, attempts, float64(3*restarts), "no more than a write per state the gate went through")
-		if rss := rssBytes(d.cmd.Process.Pid); rss > 0 {
+		if rss := rssBytes(d.Cmd.Process.Pid); rss > 0 {
 			t.Logf("  serve's RSS: %.1f MiB (limit %d MiB)", float64(rss)/(1<<20), memLimit>>20)
 			assert.Less(t, rss, memLimit*3/4, "the manifest's memory limit leaves room")
 		}
@@ -955,7 +856,7 @@ func testConditionFollowsOVS(t *testing.T, c *cluster, s *ovstest.Sandbox, condT
 		s.KillVSwitchd()
 		// The probes answer at once, whatever the API server does.
 		var readyzCode int
-		require.True(t, poll(10*time.Second, func() bool {
+		require.True(t, testutil.Poll(10*time.Second, func() bool {
 			readyzCode, _, _ = httpGet(client, "http://"+probeAddr+"/readyz")
 			return readyzCode == http.StatusServiceUnavailable
 		}), "/readyz: %d", readyzCode)
@@ -970,7 +871,7 @@ func testConditionFollowsOVS(t *testing.T, c *cluster, s *ovstest.Sandbox, condT
 			}
 		}
 		// The writer tried and failed: the outage was seen.
-		require.True(t, poll(20*time.Second, func() bool { return failed() > failedBefore }), "no failed write during the outage")
+		require.True(t, testutil.Poll(20*time.Second, func() bool { return failed() > failedBefore }), "no failed write during the outage")
 		assert.Zero(t, scrape(t, client, metricsAddr, lastSuccessMetric, nil))
 		assert.Positive(t, writes("unreachable"))
 		c.StartAPIServer(t)
@@ -988,7 +889,7 @@ func testConditionFollowsOVS(t *testing.T, c *cluster, s *ovstest.Sandbox, condT
 		notFound := writes("not_found")
 		require.NoError(t, admin.CoreV1().Nodes().Delete(ctx, exampleNodeName, metav1.DeleteOptions{}))
 		// The next heartbeat finds the Node gone.
-		require.True(t, poll(20*time.Second, func() bool { return writes("not_found") > notFound }), "the writer never saw the Node gone")
+		require.True(t, testutil.Poll(20*time.Second, func() bool { return writes("not_found") > notFound }), "the writer never saw the Node gone")
 		created := time.Now().Truncate(time.Second)
 		_, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: exampleNodeName}}, metav1.CreateOptions{})
 		require.NoError(t, err)
@@ -998,7 +899,7 @@ func testConditionFollowsOVS(t *testing.T, c *cluster, s *ovstest.Sandbox, condT
 	})
 
 	t.Run("left as it is on shutdown", func(t *testing.T) {
-		require.NoError(t, d.stop(t), "serve exits 0 after SIGTERM")
+		require.NoError(t, d.Stop(), "serve exits 0 after SIGTERM")
 		stopped := time.Now()
 		after, err := nodeCondition(ctx, admin, exampleNodeName, condType)
 		require.NoError(t, err)
@@ -1023,13 +924,13 @@ func testForbidden(t *testing.T, c *cluster, s *ovstest.Sandbox, condType string
 		"--status-file="+filepath.Join(t.TempDir(), "status.json"))
 
 	var code int
-	require.True(t, poll(30*time.Second, func() bool {
+	require.True(t, testutil.Poll(30*time.Second, func() bool {
 		code, _, _ = httpGet(client, "http://"+probeAddr+"/readyz")
 		return code == http.StatusOK
-	}), "/readyz: %d: %s", code, d.stderr.String())
+	}), "/readyz: %d: %s", code, d.Stderr.String())
 	// Three attempts, so that a line per attempt would show.
 	var forbidden float64
-	require.True(t, poll(30*time.Second, func() bool {
+	require.True(t, testutil.Poll(30*time.Second, func() bool {
 		forbidden = scrape(t, client, metricsAddr, writesMetric, map[string]string{"result": "forbidden"})
 		return forbidden >= 3
 	}), "forbidden writes: %v", forbidden)
@@ -1040,14 +941,14 @@ func testForbidden(t *testing.T, c *cluster, s *ovstest.Sandbox, condType string
 	assert.Equal(t, http.StatusOK, code, "the gate does not depend on the node condition")
 
 	var about []string
-	for _, l := range d.stderr.Lines() {
+	for _, l := range d.Stderr.Lines() {
 		if strings.Contains(l, "forbidden") || strings.Contains(l, "Cannot write node condition") {
 			about = append(about, l)
 		}
 	}
 	assert.LessOrEqual(t, len(about), 2, "%v failed writes make a flood of lines:\n%s", forbidden, strings.Join(about, "\n"))
 	assert.NotEmpty(t, about, "the failure is logged")
-	assert.NoError(t, d.stop(t))
+	assert.NoError(t, d.Stop())
 }
 
 func median(ds []time.Duration) time.Duration {

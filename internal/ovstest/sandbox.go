@@ -492,18 +492,7 @@ func (s *Sandbox) Eventually(d time.Duration, what string, cond func() bool) {
 }
 
 // Poll calls cond until it returns true or d passes; it reports whether cond held.
-func Poll(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+func Poll(d time.Duration, cond func() bool) bool { return testutil.Poll(d, cond) }
 
 func (s *Sandbox) run(name string, args ...string) string {
 	s.t.Helper()
