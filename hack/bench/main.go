@@ -24,6 +24,9 @@ import (
 	"time"
 )
 
+// latencyFigure is the SVG written next to the Markdown file.
+const latencyFigure = "benchmarks-latency.svg"
+
 // scaleRuns is how many times each client is started per port count; with
 // 10,000 ports ovs-vswitchd and ovsdb-server spend long stretches on
 // statistics, so single start-up times vary and the median is reported.
@@ -42,6 +45,7 @@ func main() {
 	ports := flag.String("ports", "0,1000,10000", "port counts on the gated bridge for the scale figures")
 	monitorAllSock := flag.String("monitor-all", "", "internal: run as the all-columns OVSDB client on this socket")
 	bareAddr := flag.String("bare-server", "", "internal: run as a bare net/http server on this address")
+	apiLoad := flag.Bool("api-load", true, "run "+apiBench+" for the API server rows (about 2 minutes; needs a built kube-apiserver)")
 	flag.Parse()
 	var err error
 	switch {
@@ -63,7 +67,7 @@ func main() {
 			fmt.Fprintln(os.Stderr, "bench: -trials must be at least 1")
 			os.Exit(2)
 		}
-		err = run(*trials, *idle, *out, *bin, counts)
+		err = run(*trials, *idle, *out, *bin, counts, *apiLoad)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -71,7 +75,18 @@ func main() {
 	}
 }
 
-func run(trials int, idle time.Duration, out, bin string, portCounts []int) error {
+func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiLoad bool) error {
+	// First, while nothing else of ours runs: it starts its own OVS and
+	// kube-apiserver.
+	apiMetrics, apiErr := map[string]float64(nil), errors.New("not run (-api-load=false)")
+	if apiLoad {
+		fmt.Fprintln(os.Stderr, "bench: API server load (go test -bench", apiBench+")")
+		apiMetrics, apiErr = runGoBench(apiBench, apiBenchTimeout)
+		if apiErr != nil {
+			fmt.Fprintln(os.Stderr, "bench: API server load not measured:", apiErr)
+		}
+	}
+
 	dir, err := os.MkdirTemp("", "ovsbench")
 	if err != nil {
 		return err
@@ -108,7 +123,7 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int) erro
 		ms(pct(gate, 99)), ms(pct(shell, 99)), ms(pct(poll1s, 99)), ratio(pct(shell, 99), pct(gate, 99)), ratio(pct(poll1s, 99), pct(gate, 99)))
 
 	fmt.Fprintln(os.Stderr, "bench: detection")
-	exitD, restartD, err := e.detection(trials)
+	exitD, restartD, outage, err := e.detection(trials)
 	if err != nil {
 		return err
 	}
@@ -157,11 +172,37 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int) erro
 		add("| scale, %d ports: RSS 1 s after ready | %.1f MiB | all columns %.1f MiB | %s | flat in ports |", n, float64(g.rssKiB)/1024, float64(a.rssKiB)/1024, ratioN(int64(a.rssKiB), int64(g.rssKiB)))
 		add("| scale, %d ports: one `ovs-appctl dpif/show-dp-features` (wall time, median of 5; what ovs-vswitchd itself takes to answer) | | %s | | |", n, ms(e.appctlWall(5)))
 	}
+	rows = append(rows, apiLoadRows(apiMetrics, apiErr, outage)...)
+
+	figure := filepath.Join(filepath.Dir(out), latencyFigure)
+	f, err := os.Create(figure)
+	if err != nil {
+		return err
+	}
+	err = writeECDF(f, fmt.Sprintf("Latency distributions, %d trials per curve", trials), []panel{
+		{title: "Reaction: add-br returns → ready", series: []series{
+			{name: "ovsgate", color: "#0072B2", vals: gate},
+			{name: "shell gate", color: "#E69F00", dash: "7 3", vals: shell},
+			{name: "1 s poll", color: "#D55E00", dash: "2 2", vals: poll1s},
+		}},
+		{title: "ovsgate: ovs-vswitchd killed, then restarted", series: []series{
+			{name: "SIGKILL → 503", color: "#0072B2", vals: exitD},
+			{name: "restart → ready", color: "#009E73", dash: "7 3", vals: restartD},
+		}},
+	})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", figure, err)
+	}
 
 	var b strings.Builder
 	fmt.Fprintf(&b, "# ovsgate benchmarks\n\nWritten by `make bench` (hack/bench) on %s: %d cores, %s/%s, %s, Open vSwitch %s with the dummy datapath (netdev bridges), %s.\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), ovsVersion(dir), cpuModel())
 	fmt.Fprintf(&b, "Every figure is measured in the same run as its baseline; ratios are baseline / ovsgate. %d trials for reaction and detection.\n\n", trials)
+	fmt.Fprintf(&b, "![Cumulative distributions of reaction and detection latency, ovsgate against the shell gates](%s)\n\n", latencyFigure)
+	b.WriteString("How to read the figure: each curve is one method, and its height at a time on the (logarithmic) x axis is the share of trials done by then, so a curve further left is faster and a steeper one is steadier; medians are where curves cross the 50% line.\n\n")
 	b.WriteString("| figure | ovsgate | baseline | ratio | goal |\n|---|---|---|---|---|\n")
 	for _, r := range rows {
 		b.WriteString(r + "\n")
@@ -223,19 +264,21 @@ func (e *env) delBridge() error {
 
 // detection kills ovs-vswitchd as a crash would and times /readyz turning
 // 503 from the moment the SIGKILL is sent, then starts a new one and times
-// ovsgate trusting its pid from the moment its start script returns. The
-// sandbox script does the killing: it signals only the process it started,
-// never a pid read from the pidfile.
-func (e *env) detection(n int) (exit, restart []time.Duration, err error) {
+// ovsgate trusting its pid from the moment its start script returns; outage
+// is the whole restart, SIGKILL to ready again. The sandbox script does the
+// killing: it signals only the process it started, never a pid read from
+// the pidfile.
+func (e *env) detection(n int) (exit, restart, outage []time.Duration, err error) {
 	for i := 0; i < n; i++ {
 		var gone func() error
 		if gone, err = killVSwitchd(e.dir); err != nil {
 			return
 		}
 		start := time.Now()
+		killed := start
 		if !poll(5*time.Second, func() bool { return !e.ready() }) {
 			_ = gone()
-			return nil, nil, errors.New("exit not noticed")
+			return nil, nil, nil, errors.New("exit not noticed")
 		}
 		exit = append(exit, time.Since(start))
 		if err = gone(); err != nil {
@@ -247,11 +290,12 @@ func (e *env) detection(n int) (exit, restart []time.Duration, err error) {
 		newPID := vswitchdPID(e.dir)
 		start = time.Now()
 		if !poll(10*time.Second, func() bool { return e.ready() && e.filePID() == newPID }) {
-			return nil, nil, errors.New("not ready on the new instance")
+			return nil, nil, nil, errors.New("not ready on the new instance")
 		}
 		restart = append(restart, time.Since(start))
+		outage = append(outage, time.Since(killed))
 	}
-	return exit, restart, nil
+	return exit, restart, outage, nil
 }
 
 // killVSwitchd runs `ovs-sandbox.sh kill-vswitchd` and returns as soon as
