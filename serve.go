@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/klog/v2"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -111,16 +110,11 @@ func (o *serveOptions) nodeConditionWriter() (*nodecondition.Writer, error) {
 	if err := nodecondition.CheckNodeName(o.nodeName); err != nil {
 		return nil, badFlag("node-name", o.nodeName, "%v", err)
 	}
-	ncfg := nodecondition.Config{Node: o.nodeName, Type: o.nodeCondition, Heartbeat: o.heartbeat}
-	cfg, err := kubeConfig(o.kubeconfig)
+	kube, err := kubeConfig(o.kubeconfig)
 	if err != nil {
 		return nil, err
 	}
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, fmt.Errorf("kubernetes client: %w", err)
-	}
-	return nodecondition.New(client, ncfg)
+	return nodecondition.New(kube, nodecondition.Config{Node: o.nodeName, Type: o.nodeCondition, Heartbeat: o.heartbeat})
 }
 
 // kubeConfig is the client configuration of a kubeconfig file, or the
@@ -135,10 +129,10 @@ func kubeConfig(path string) (*rest.Config, error) {
 	} else if cfg, err = clientcmd.BuildConfigFromFlags("", path); err != nil {
 		return nil, badFlag("kubeconfig", path, "%v", err)
 	}
+	// Names the writer in the API server's audit log. QPS and Burst do not
+	// apply: the writer's merge window (one write a second at most) and its
+	// backoff bound its requests.
 	cfg.UserAgent = "ovsgate"
-	// One node writes one condition: a few requests an hour, and no burst
-	// of its own should ever reach the API server's limits.
-	cfg.QPS, cfg.Burst = 1, 5
 	return cfg, nil
 }
 

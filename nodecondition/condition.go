@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"regexp"
 	"strings"
+	"time"
 	"unicode/utf8"
-
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ovsgate/ovsgate/gate"
 )
@@ -30,6 +28,10 @@ const (
 	// maxReasonBytes is far above any cause word; a longer one is a bug.
 	maxReasonBytes = 128
 	ellipsis       = "..."
+
+	// The condition statuses the writer writes, as Kubernetes spells them.
+	statusTrue  = "True"
+	statusFalse = "False"
 )
 
 // reasonPattern is one CamelCase word. Causes are open-ended (the gate adds
@@ -38,7 +40,7 @@ var reasonPattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*$`)
 
 // desired is what the condition should say; the times are set when written.
 type desired struct {
-	status  corev1.ConditionStatus
+	status  string
 	reason  string
 	message string
 }
@@ -47,7 +49,7 @@ type desired struct {
 func desiredFor(s gate.Status) desired {
 	if s.Ready {
 		// A True condition always reads OVSReady, whatever the cause says.
-		return desired{status: corev1.ConditionTrue, reason: gate.CauseReady, message: MessageReady}
+		return desired{status: statusTrue, reason: gate.CauseReady, message: MessageReady}
 	}
 	reason := s.Cause
 	if reason == gate.CauseReady || len(reason) > maxReasonBytes || !reasonPattern.MatchString(reason) {
@@ -57,7 +59,7 @@ func desiredFor(s gate.Status) desired {
 	if strings.TrimSpace(msg) == "" {
 		msg = messageNotReady
 	}
-	return desired{status: corev1.ConditionFalse, reason: reason, message: boundMessage(msg, MaxMessageBytes)}
+	return desired{status: statusFalse, reason: reason, message: boundMessage(msg, MaxMessageBytes)}
 }
 
 // boundMessage makes s valid UTF-8 and at most n bytes, cutting it on a rune
@@ -82,13 +84,30 @@ type nodeState struct {
 	// present: the Node has the condition; the fields below are its values.
 	present    bool
 	desired    desired
-	transition metav1.Time
+	transition time.Time
 }
 
-// stateOf reads the condition of type typ from a Node.
-func stateOf(node *corev1.Node, typ string) nodeState {
-	for _, c := range node.Status.Conditions {
-		if string(c.Type) == typ {
+// nodeCondition is a Node condition as the API server sends and takes it:
+// only the fields the writer reads and writes, so that it needs none of
+// Kubernetes' API types.
+type nodeCondition struct {
+	Type               string    `json:"type"`
+	Status             string    `json:"status"`
+	Reason             string    `json:"reason,omitempty"`
+	Message            string    `json:"message,omitempty"`
+	LastHeartbeatTime  time.Time `json:"lastHeartbeatTime,omitzero"`
+	LastTransitionTime time.Time `json:"lastTransitionTime,omitzero"`
+}
+
+// apiTime is t as the API server keeps it: whole seconds, UTC.
+func apiTime(t time.Time) time.Time {
+	return t.UTC().Truncate(time.Second)
+}
+
+// stateOf reads the condition of type typ from a Node's conditions.
+func stateOf(conds []nodeCondition, typ string) nodeState {
+	for _, c := range conds {
+		if c.Type == typ {
 			return nodeState{
 				known:      true,
 				present:    true,
@@ -108,13 +127,13 @@ func (st nodeState) differs(d desired) bool {
 
 // condition is the condition to write at now: lastTransitionTime moves only
 // when the status does.
-func (st nodeState) condition(typ string, d desired, now metav1.Time) corev1.NodeCondition {
+func (st nodeState) condition(typ string, d desired, now time.Time) nodeCondition {
 	transition := now
 	if st.present && st.desired.status == d.status && !st.transition.IsZero() {
 		transition = st.transition
 	}
-	return corev1.NodeCondition{
-		Type:               corev1.NodeConditionType(typ),
+	return nodeCondition{
+		Type:               typ,
 		Status:             d.status,
 		Reason:             d.reason,
 		Message:            d.message,
@@ -124,12 +143,14 @@ func (st nodeState) condition(typ string, d desired, now metav1.Time) corev1.Nod
 }
 
 // patchBody is a strategic-merge patch of the status subresource that
-// touches only c: Node conditions merge on their type.
-func patchBody(c corev1.NodeCondition) ([]byte, error) {
+// touches only c: Node conditions merge on their type. Its times are written
+// as the API server keeps them, RFC 3339 in whole seconds and UTC.
+func patchBody(c nodeCondition) ([]byte, error) {
+	c.LastHeartbeatTime, c.LastTransitionTime = apiTime(c.LastHeartbeatTime), apiTime(c.LastTransitionTime)
 	type status struct {
-		Conditions []corev1.NodeCondition `json:"conditions"`
+		Conditions []nodeCondition `json:"conditions"`
 	}
 	return json.Marshal(struct {
 		Status status `json:"status"`
-	}{status{[]corev1.NodeCondition{c}}})
+	}{status{[]nodeCondition{c}}})
 }

@@ -1,13 +1,9 @@
 package nodecondition
 
 import (
-	"context"
 	"errors"
 	"fmt"
-	"net"
-	"net/url"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -16,12 +12,6 @@ import (
 	promtestutil "github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/util/validation/field"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/ovsgate/ovsgate/gate"
@@ -35,29 +25,29 @@ func TestDesiredFor(t *testing.T) {
 		want desired
 	}{
 		{"ready", gate.Status{Ready: true, Cause: gate.CauseReady},
-			desired{corev1.ConditionTrue, "OVSReady", MessageReady}},
+			desired{statusTrue, "OVSReady", MessageReady}},
 		{"ready without a cause", gate.Status{Ready: true},
-			desired{corev1.ConditionTrue, "OVSReady", MessageReady}},
+			desired{statusTrue, "OVSReady", MessageReady}},
 		{"ready with a stray reason", gate.Status{Ready: true, Cause: gate.CauseBridgeNotReady, Reason: "stale"},
-			desired{corev1.ConditionTrue, "OVSReady", MessageReady}},
+			desired{statusTrue, "OVSReady", MessageReady}},
 		{"not ready", gate.Status{Cause: gate.CauseVSwitchdNotRunning, Reason: "ovs-vswitchd is not running"},
-			desired{corev1.ConditionFalse, "VSwitchdNotRunning", "ovs-vswitchd is not running"}},
+			desired{statusFalse, "VSwitchdNotRunning", "ovs-vswitchd is not running"}},
 		{"a cause added later", gate.Status{Cause: "FlowRestoreWait", Reason: "flow-restore-wait is true"},
-			desired{corev1.ConditionFalse, "FlowRestoreWait", "flow-restore-wait is true"}},
+			desired{statusFalse, "FlowRestoreWait", "flow-restore-wait is true"}},
 		{"no cause", gate.Status{Reason: "something"},
-			desired{corev1.ConditionFalse, ReasonNotReady, "something"}},
+			desired{statusFalse, ReasonNotReady, "something"}},
 		{"ready cause while not ready", gate.Status{Cause: gate.CauseReady, Reason: "x"},
-			desired{corev1.ConditionFalse, ReasonNotReady, "x"}},
+			desired{statusFalse, ReasonNotReady, "x"}},
 		{"cause not a word", gate.Status{Cause: "Bridge not ready", Reason: "x"},
-			desired{corev1.ConditionFalse, ReasonNotReady, "x"}},
+			desired{statusFalse, ReasonNotReady, "x"}},
 		{"cause starts with a digit", gate.Status{Cause: "1Bridge", Reason: "x"},
-			desired{corev1.ConditionFalse, ReasonNotReady, "x"}},
+			desired{statusFalse, ReasonNotReady, "x"}},
 		{"cause too long", gate.Status{Cause: strings.Repeat("A", maxReasonBytes+1), Reason: "x"},
-			desired{corev1.ConditionFalse, ReasonNotReady, "x"}},
+			desired{statusFalse, ReasonNotReady, "x"}},
 		{"no reason", gate.Status{Cause: gate.CauseStarting, Reason: "  "},
-			desired{corev1.ConditionFalse, "Starting", "OVS is not ready"}},
+			desired{statusFalse, "Starting", "OVS is not ready"}},
 		{"long reason", gate.Status{Cause: gate.CauseBridgeNotReady, Reason: long},
-			desired{corev1.ConditionFalse, "BridgeNotReady", long[:MaxMessageBytes-3] + "..."}},
+			desired{statusFalse, "BridgeNotReady", long[:MaxMessageBytes-3] + "..."}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -90,27 +80,27 @@ func TestBoundMessage(t *testing.T) {
 }
 
 func TestConditionTransition(t *testing.T) {
-	earlier := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	now := metav1.NewTime(time.Date(2026, 1, 1, 1, 0, 0, 0, time.UTC))
-	notReady := desired{corev1.ConditionFalse, "BridgeNotReady", "waiting"}
-	ready := desired{corev1.ConditionTrue, "OVSReady", MessageReady}
+	earlier := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := time.Date(2026, 1, 1, 1, 0, 0, 0, time.UTC)
+	notReady := desired{statusFalse, "BridgeNotReady", "waiting"}
+	ready := desired{statusTrue, "OVSReady", MessageReady}
 	tests := []struct {
 		name string
 		st   nodeState
 		d    desired
-		want metav1.Time
+		want time.Time
 	}{
 		{"no condition yet", nodeState{known: true}, ready, now},
-		{"same status, other reason", nodeState{known: true, present: true, desired: desired{corev1.ConditionFalse, "Starting", "x"}, transition: earlier}, notReady, earlier},
+		{"same status, other reason", nodeState{known: true, present: true, desired: desired{statusFalse, "Starting", "x"}, transition: earlier}, notReady, earlier},
 		{"same everything", nodeState{known: true, present: true, desired: ready, transition: earlier}, ready, earlier},
 		{"status changes", nodeState{known: true, present: true, desired: notReady, transition: earlier}, ready, now},
-		{"unknown status on the node", nodeState{known: true, present: true, desired: desired{status: corev1.ConditionUnknown}, transition: earlier}, notReady, now},
+		{"unknown status on the node", nodeState{known: true, present: true, desired: desired{status: "Unknown"}, transition: earlier}, notReady, now},
 		{"no transition time on the node", nodeState{known: true, present: true, desired: notReady}, notReady, now},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := tt.st.condition("ovsgate.io/OVSReady", tt.d, now)
-			assert.Equal(t, corev1.NodeCondition{
+			assert.Equal(t, nodeCondition{
 				Type: "ovsgate.io/OVSReady", Status: tt.d.status, Reason: tt.d.reason, Message: tt.d.message,
 				LastHeartbeatTime: now, LastTransitionTime: tt.want,
 			}, c)
@@ -119,28 +109,31 @@ func TestConditionTransition(t *testing.T) {
 }
 
 func TestStateOfAndDiffers(t *testing.T) {
-	ts := metav1.NewTime(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
-	node := &corev1.Node{Status: corev1.NodeStatus{Conditions: []corev1.NodeCondition{
-		{Type: corev1.NodeReady, Status: corev1.ConditionTrue},
-		{Type: "ovsgate.io/OVSReady", Status: corev1.ConditionFalse, Reason: "Starting", Message: "m", LastTransitionTime: ts},
-	}}}
-	st := stateOf(node, "ovsgate.io/OVSReady")
-	assert.Equal(t, nodeState{known: true, present: true, desired: desired{corev1.ConditionFalse, "Starting", "m"}, transition: ts}, st)
-	assert.False(t, st.differs(desired{corev1.ConditionFalse, "Starting", "m"}))
-	assert.True(t, st.differs(desired{corev1.ConditionFalse, "Starting", "other message"}))
-	assert.True(t, st.differs(desired{corev1.ConditionFalse, "BridgeNotReady", "m"}))
+	ts := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	conds := []nodeCondition{
+		{Type: "Ready", Status: statusTrue},
+		{Type: "ovsgate.io/OVSReady", Status: statusFalse, Reason: "Starting", Message: "m", LastTransitionTime: ts},
+	}
+	st := stateOf(conds, "ovsgate.io/OVSReady")
+	assert.Equal(t, nodeState{known: true, present: true, desired: desired{statusFalse, "Starting", "m"}, transition: ts}, st)
+	assert.False(t, st.differs(desired{statusFalse, "Starting", "m"}))
+	assert.True(t, st.differs(desired{statusFalse, "Starting", "other message"}))
+	assert.True(t, st.differs(desired{statusFalse, "BridgeNotReady", "m"}))
 
-	absent := stateOf(node, "example.com/Other")
+	absent := stateOf(conds, "example.com/Other")
 	assert.Equal(t, nodeState{known: true}, absent)
-	assert.True(t, absent.differs(desired{corev1.ConditionFalse, "Starting", "m"}))
+	assert.True(t, absent.differs(desired{statusFalse, "Starting", "m"}))
+	assert.Equal(t, nodeState{known: true}, stateOf(nil, "ovsgate.io/OVSReady"), "a Node without conditions")
 	assert.True(t, nodeState{}.differs(desired{}), "an unread Node always differs")
 }
 
 func TestPatchBody(t *testing.T) {
-	ts := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
-	hb := metav1.NewTime(ts.Add(time.Hour))
-	b, err := patchBody(corev1.NodeCondition{
-		Type: "ovsgate.io/OVSReady", Status: corev1.ConditionFalse, Reason: "Starting", Message: `say "hi"`,
+	ts := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	// The API server keeps whole seconds in UTC: a time with a fraction, in
+	// another zone, is sent as the server would store it.
+	hb := ts.Add(time.Hour + 600*time.Millisecond).In(time.FixedZone("CET", 3600))
+	b, err := patchBody(nodeCondition{
+		Type: "ovsgate.io/OVSReady", Status: statusFalse, Reason: "Starting", Message: `say "hi"`,
 		LastHeartbeatTime: hb, LastTransitionTime: ts,
 	})
 	require.NoError(t, err)
@@ -149,55 +142,8 @@ func TestPatchBody(t *testing.T) {
 		"lastHeartbeatTime":"2026-01-02T04:04:05Z","lastTransitionTime":"2026-01-02T03:04:05Z"}]}}`, string(b))
 }
 
-func TestClassify(t *testing.T) {
-	gr := schema.GroupResource{Resource: "nodes"}
-	refused := &url.Error{Op: "Patch", URL: "https://127.0.0.1:6443/api/v1/nodes/n/status",
-		Err: &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}}
-	dialTimeout := &url.Error{Op: "Get", URL: "https://10.0.0.1/", Err: &timeoutError{}}
-	tests := []struct {
-		err  error
-		want string
-	}{
-		{nil, ResultSuccess},
-		{apierrors.NewUnauthorized("no"), ResultUnauthorized},
-		{apierrors.NewForbidden(gr, "n", errors.New("RBAC")), ResultForbidden},
-		{apierrors.NewNotFound(gr, "n"), ResultNotFound},
-		{apierrors.NewConflict(gr, "n", errors.New("changed")), ResultConflict},
-		{apierrors.NewTooManyRequests("slow down", 1), ResultThrottled},
-		{apierrors.NewTimeoutError("took too long", 1), ResultTimeout},
-		{apierrors.NewServerTimeout(gr, "patch", 1), ResultTimeout},
-		{apierrors.NewInternalError(errors.New("boom")), ResultServerError},
-		{apierrors.NewServiceUnavailable("starting"), ResultServerError},
-		{apierrors.NewBadRequest("bad"), ResultError},
-		{apierrors.NewInvalid(schema.GroupKind{Kind: "Node"}, "n", field.ErrorList{field.Invalid(field.NewPath("status"), "x", "no")}), ResultError},
-		{refused, ResultUnreachable},
-		{dialTimeout, ResultTimeout},
-		{context.DeadlineExceeded, ResultTimeout},
-		{&url.Error{Op: "Get", URL: "https://x/", Err: context.DeadlineExceeded}, ResultTimeout},
-		{errors.New("something else"), ResultError},
-	}
-	for _, tt := range tests {
-		name := "nil"
-		if tt.err != nil {
-			name = tt.err.Error()
-		}
-		t.Run(tt.want+"/"+name, func(t *testing.T) {
-			assert.Equal(t, tt.want, classify(tt.err))
-			if tt.err != nil {
-				assert.Equal(t, tt.want, classify(fmt.Errorf("patch status of node n: %w", tt.err)), "wrapped")
-			}
-		})
-	}
-}
-
-type timeoutError struct{}
-
-func (*timeoutError) Error() string   { return "i/o timeout" }
-func (*timeoutError) Timeout() bool   { return true }
-func (*timeoutError) Temporary() bool { return true }
-
 func TestNewRejectsBadConfig(t *testing.T) {
-	client := testClient(t)
+	kube := testConfig()
 	tests := []struct {
 		name string
 		cfg  Config
@@ -210,13 +156,13 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"type with a space", Config{Node: "n", Type: "ovsgate.io/OVS Ready"}, `invalid node condition type "ovsgate.io/OVS Ready": name part must consist of alphanumeric characters`},
 		{"type with two slashes", Config{Node: "n", Type: "a/b/c"}, `invalid node condition type "a/b/c": `},
 		{"type with a bad prefix", Config{Node: "n", Type: "OVSGate.io/OVSReady"}, `invalid node condition type "OVSGate.io/OVSReady": prefix part a lowercase RFC 1123 subdomain`},
-		{"kubelet's type", Config{Node: "n", Type: "Ready"}, `invalid node condition type "Ready": Kubernetes owns it`},
+		{"kubelet's type", Config{Node: "n", Type: "Ready"}, `invalid node condition type "Ready": owned by Kubernetes; use a type of your own such as ovsgate.io/OVSReady`},
 		{"negative heartbeat", Config{Node: "n", Type: "ovsgate.io/OVSReady", Heartbeat: -time.Second}, "invalid node condition heartbeat -1s: must not be negative"},
 		{"retry bounds swapped", Config{Node: "n", Type: "ovsgate.io/OVSReady", RetryMin: time.Minute, RetryMax: time.Second}, "maximum 1s is below minimum 1m0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w, err := New(client, tt.cfg)
+			w, err := New(kube, tt.cfg)
 			require.Error(t, err)
 			assert.Nil(t, w)
 			assert.Contains(t, err.Error(), tt.want)
@@ -224,11 +170,13 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		})
 	}
 	_, err := New(nil, Config{Node: "n", Type: "ovsgate.io/OVSReady"})
-	assert.EqualError(t, err, "node condition: no Kubernetes client")
+	assert.EqualError(t, err, "node condition: no Kubernetes client configuration")
+	_, err = New(&rest.Config{Host: "https://[::1"}, Config{Node: "n", Type: "ovsgate.io/OVSReady"})
+	assert.ErrorContains(t, err, "node condition: ")
 }
 
 func TestNewDefaults(t *testing.T) {
-	w, err := New(testClient(t), Config{Node: "node-1.example.com", Type: "ovsgate.io/OVSReady"})
+	w, err := New(testConfig(), Config{Node: "node-1.example.com", Type: "ovsgate.io/OVSReady"})
 	require.NoError(t, err)
 	assert.Equal(t, Config{
 		Node: "node-1.example.com", Type: "ovsgate.io/OVSReady",
@@ -236,13 +184,13 @@ func TestNewDefaults(t *testing.T) {
 		RetryMin: time.Second, RetryMax: time.Minute, RequestTimeout: 10 * time.Second,
 	}, w.cfg)
 
-	w, err = New(testClient(t), Config{Node: "n", Type: "NetworkPluginReady", Heartbeat: time.Minute})
+	w, err = New(testConfig(), Config{Node: "n", Type: "NetworkPluginReady", Heartbeat: time.Minute})
 	require.NoError(t, err, "a type without a prefix is a qualified name too")
 	assert.Equal(t, time.Minute, w.cfg.Heartbeat)
 }
 
 func TestMetricsBeforeAnyWrite(t *testing.T) {
-	w, err := New(testClient(t), Config{Node: "n", Type: "ovsgate.io/OVSReady"})
+	w, err := New(testConfig(), Config{Node: "n", Type: "ovsgate.io/OVSReady"})
 	require.NoError(t, err)
 	reg := prometheus.NewPedanticRegistry()
 	require.NoError(t, errors.Join(registerAll(reg, w.Collectors())...))
@@ -273,10 +221,8 @@ func registerAll(reg prometheus.Registerer, cs []prometheus.Collector) []error {
 	return errs
 }
 
-// testClient is a clientset that these tests never let send a request.
-func testClient(t *testing.T) kubernetes.Interface {
-	t.Helper()
-	cs, err := kubernetes.NewForConfig(&rest.Config{Host: "https://127.0.0.1:1"})
-	require.NoError(t, err)
-	return cs
+// testConfig is a client configuration that these tests never let send a
+// request.
+func testConfig() *rest.Config {
+	return &rest.Config{Host: "https://127.0.0.1:1"}
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 // Results of a write, the values of the result label. The set is fixed: each
@@ -18,7 +17,7 @@ const (
 	ResultForbidden    = "forbidden"    // 403: RBAC lacks nodes get or nodes/status patch
 	ResultNotFound     = "not_found"    // 404: no such Node (deleted, or not registered yet)
 	ResultConflict     = "conflict"     // 409
-	ResultThrottled    = "throttled"    // 429: API priority and fairness, or client-side limits
+	ResultThrottled    = "throttled"    // 429: the API server's priority and fairness
 	ResultTimeout      = "timeout"      // the request timeout passed, or the server timed out
 	ResultServerError  = "server_error" // other 5xx
 	ResultUnreachable  = "unreachable"  // no answer: connection refused, reset, DNS, TLS
@@ -65,36 +64,59 @@ func (m *metrics) observe(result string) {
 
 // classify maps a failed request's error to a result.
 func classify(err error) string {
-	var status apierrors.APIStatus
+	var answer *statusError
 	switch {
 	case err == nil:
 		return ResultSuccess
-	case apierrors.IsTimeout(err), apierrors.IsServerTimeout(err), errors.Is(err, context.DeadlineExceeded):
+	case errors.As(err, &answer):
+		return answer.result()
+	case errors.Is(err, context.DeadlineExceeded):
 		return ResultTimeout
-	case apierrors.IsUnauthorized(err):
-		return ResultUnauthorized
-	case apierrors.IsForbidden(err):
-		return ResultForbidden
-	case apierrors.IsNotFound(err):
-		return ResultNotFound
-	case apierrors.IsConflict(err):
-		return ResultConflict
-	case apierrors.IsTooManyRequests(err):
-		return ResultThrottled
-	case errors.As(err, &status):
-		// An answer from the server with another code.
-		if status.Status().Code >= http.StatusInternalServerError {
-			return ResultServerError
-		}
-		return ResultError
 	}
-	// client-go wraps transport failures in *url.Error, a net.Error.
+	// The HTTP client wraps transport failures in *url.Error, a net.Error.
 	var netErr net.Error
 	if errors.As(err, &netErr) {
 		if netErr.Timeout() {
 			return ResultTimeout
 		}
 		return ResultUnreachable
+	}
+	return ResultError
+}
+
+// result maps an answer to a result. The reason of the API server's Status
+// decides where it names one (a ServerTimeout comes with code 500); the code
+// decides otherwise, as for an answer without a Status, e.g. of a proxy.
+func (e *statusError) result() string {
+	switch e.reason {
+	case "Unauthorized":
+		return ResultUnauthorized
+	case "Forbidden":
+		return ResultForbidden
+	case "NotFound":
+		return ResultNotFound
+	case "Conflict":
+		return ResultConflict
+	case "TooManyRequests":
+		return ResultThrottled
+	case "Timeout", "ServerTimeout":
+		return ResultTimeout
+	}
+	switch {
+	case e.code == http.StatusUnauthorized:
+		return ResultUnauthorized
+	case e.code == http.StatusForbidden:
+		return ResultForbidden
+	case e.code == http.StatusNotFound:
+		return ResultNotFound
+	case e.code == http.StatusConflict:
+		return ResultConflict
+	case e.code == http.StatusTooManyRequests:
+		return ResultThrottled
+	case e.code == http.StatusGatewayTimeout:
+		return ResultTimeout
+	case e.code >= http.StatusInternalServerError:
+		return ResultServerError
 	}
 	return ResultError
 }

@@ -10,10 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/ovsgate/ovsgate/gate"
@@ -128,7 +126,7 @@ func (c *Config) Validate() error {
 // condition's last transition) and nodes/status patch: the permissions of
 // the built-in ClusterRole system:node-problem-detector.
 type Writer struct {
-	client  kubernetes.Interface
+	api     *nodeClient
 	cfg     Config
 	metrics *metrics
 	running atomic.Bool
@@ -139,15 +137,21 @@ type Writer struct {
 	kick     chan struct{} // holds one wake-up for Run; Update never waits on it
 }
 
-// New returns a Writer for cfg; it writes nothing until Run.
-func New(client kubernetes.Interface, cfg Config) (*Writer, error) {
-	if client == nil {
-		return nil, errors.New("node condition: no Kubernetes client")
+// New returns a Writer for cfg that reaches the API server as kube says:
+// host, credentials, TLS, user agent and, if set, a timeout for each request
+// on top of cfg.RequestTimeout. It writes nothing until Run.
+func New(kube *rest.Config, cfg Config) (*Writer, error) {
+	if kube == nil {
+		return nil, errors.New("node condition: no Kubernetes client configuration")
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Writer{client: client, cfg: cfg, metrics: newMetrics(), kick: make(chan struct{}, 1)}, nil
+	api, err := newNodeClient(kube, cfg.Node)
+	if err != nil {
+		return nil, err
+	}
+	return &Writer{api: api, cfg: cfg, metrics: newMetrics(), kick: make(chan struct{}, 1)}, nil
 }
 
 // Collectors are the writer's metrics, for the caller to register on its
@@ -186,6 +190,8 @@ func (w *Writer) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {
 		return errors.New("node condition writer: Run called twice")
 	}
+	// A stopped writer keeps no connection to the API server open.
+	defer w.api.closeIdle()
 	node, typ := w.cfg.Node, w.cfg.Type
 	klog.InfoS("Keeping node condition", "node", node, "condition", typ, "heartbeat", w.cfg.Heartbeat)
 
@@ -290,24 +296,23 @@ func (w *Writer) Run(ctx context.Context) error {
 func (w *Writer) write(ctx context.Context, st *nodeState, d desired) error {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.RequestTimeout)
 	defer cancel()
-	nodes := w.client.CoreV1().Nodes()
 	if !st.known {
 		// Read once rather than restart lastTransitionTime with every start
 		// of ovsgate: a rollout would otherwise make every node look as if
 		// OVS had just changed.
-		node, err := nodes.Get(ctx, w.cfg.Node, metav1.GetOptions{})
+		conds, err := w.api.conditions(ctx)
 		if err != nil {
 			return fmt.Errorf("get node %s: %w", w.cfg.Node, err)
 		}
-		*st = stateOf(node, w.cfg.Type)
+		*st = stateOf(conds, w.cfg.Type)
 	}
 	// The API server keeps whole seconds; so does the writer's own record.
-	c := st.condition(w.cfg.Type, d, metav1.Now().Rfc3339Copy())
+	c := st.condition(w.cfg.Type, d, apiTime(time.Now()))
 	body, err := patchBody(c)
 	if err != nil {
 		return fmt.Errorf("encode node condition: %w", err)
 	}
-	if _, err := nodes.Patch(ctx, w.cfg.Node, types.StrategicMergePatchType, body, metav1.PatchOptions{}, "status"); err != nil {
+	if err := w.api.patchStatus(ctx, body); err != nil {
 		return fmt.Errorf("patch status of node %s: %w", w.cfg.Node, err)
 	}
 	// The writer's record, not the answer, so that nothing another writer

@@ -21,7 +21,6 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	utilnet "k8s.io/apimachinery/pkg/util/net"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -110,8 +109,8 @@ func testConditions(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interfac
 		LastHeartbeatTime: hourAgo, LastTransitionTime: hourAgo,
 	}))
 
-	client, rec := recordingClient(t, c, kubetest.OVSGateUser)
-	w, _ := start(t, client, fast(node))
+	kube, rec := recordingConfig(t, c, kubetest.OVSGateUser)
+	w, _ := start(t, kube, fast(node))
 
 	// A long reason with a multi-byte rune across the bound.
 	long := strings.Repeat("x", 250) + "ééééé" + strings.Repeat(" and more", 20)
@@ -170,14 +169,14 @@ func testConditions(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interfac
 // testHeartbeat: an unchanged condition is rewritten once per heartbeat,
 // and never while the heartbeat is fresh.
 func testHeartbeat(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface) {
-	client := c.Client(t, kubetest.OVSGateUser)
+	kube := c.RESTConfig(t, kubetest.OVSGateUser)
 
 	t.Run("short", func(t *testing.T) {
 		const node = "heartbeat-short"
 		createNode(t, admin, node, nil)
 		cfg := fast(node)
 		cfg.Heartbeat = 300 * time.Millisecond
-		w, reg := start(t, client, cfg)
+		w, reg := start(t, kube, cfg)
 		w.Update(ready)
 		first := waitCondition(t, admin, node, func(c corev1.NodeCondition) bool { return c.Status == corev1.ConditionTrue })
 
@@ -197,7 +196,7 @@ func testHeartbeat(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface
 	t.Run("long", func(t *testing.T) {
 		const node = "heartbeat-long"
 		createNode(t, admin, node, nil)
-		w, reg := start(t, client, fast(node)) // heartbeat: an hour
+		w, reg := start(t, kube, fast(node)) // heartbeat: an hour
 		w.Update(ready)
 		first := waitCondition(t, admin, node, func(c corev1.NodeCondition) bool { return c.Status == corev1.ConditionTrue })
 		require.Eventually(t, func() bool { return writes(t, reg, nodecondition.ResultSuccess) == 1 }, 5*time.Second, 10*time.Millisecond)
@@ -219,7 +218,7 @@ func testFlaps(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface) {
 	createNode(t, admin, node, nil)
 	cfg := fast(node)
 	cfg.MergeWindow = time.Second
-	w, reg := start(t, c.Client(t, kubetest.OVSGateUser), cfg)
+	w, reg := start(t, c.RESTConfig(t, kubetest.OVSGateUser), cfg)
 	w.Update(ready)
 	waitCondition(t, admin, node, func(c corev1.NodeCondition) bool { return c.Status == corev1.ConditionTrue })
 	require.Equal(t, 1.0, writes(t, reg, nodecondition.ResultSuccess))
@@ -254,7 +253,7 @@ func testForbidden(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface
 	const node = "forbidden"
 	createNode(t, admin, node, nil)
 	logs, _ := testutil.CaptureKlog(t)
-	w, reg := start(t, c.Client(t, kubetest.NobodyUser), fast(node))
+	w, reg := start(t, c.RESTConfig(t, kubetest.NobodyUser), fast(node))
 	w.Update(notReady)
 	require.Eventually(t, func() bool { return writes(t, reg, nodecondition.ResultForbidden) >= 5 }, 10*time.Second, 10*time.Millisecond)
 	assert.Equal(t, 0.0, lastWriteSuccess(t, reg))
@@ -286,11 +285,11 @@ func testHung(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface) {
 	const node = "hung"
 	createNode(t, admin, node, nil)
 	logs, _ := testutil.CaptureKlog(t)
-	client, rec := recordingClient(t, c, kubetest.OVSGateUser)
+	kube, rec := recordingConfig(t, c, kubetest.OVSGateUser)
 	rec.stall.Store(true)
 	cfg := fast(node)
 	cfg.RequestTimeout = 300 * time.Millisecond
-	w, reg := start(t, client, cfg)
+	w, reg := start(t, kube, cfg)
 	w.Update(ready)
 	require.Eventually(t, func() bool { return rec.stalled.Load() > 0 }, 5*time.Second, 5*time.Millisecond)
 	assertUpdatesReturnAtOnce(t, w) // while the writer waits on a request
@@ -313,7 +312,7 @@ func testNodeDeleted(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interfa
 	const node = "deleted"
 	createNode(t, admin, node, nil)
 	logs, _ := testutil.CaptureKlog(t)
-	w, reg := start(t, c.Client(t, kubetest.OVSGateUser), fast(node))
+	w, reg := start(t, c.RESTConfig(t, kubetest.OVSGateUser), fast(node))
 	w.Update(ready)
 	waitCondition(t, admin, node, func(c corev1.NodeCondition) bool { return c.Status == corev1.ConditionTrue })
 
@@ -343,7 +342,7 @@ func testShutdown(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface)
 	createNode(t, admin, node, nil)
 	cfg := fast(node)
 	cfg.Heartbeat = 200 * time.Millisecond
-	w, err := nodecondition.New(c.Client(t, kubetest.OVSGateUser), cfg)
+	w, err := nodecondition.New(c.RESTConfig(t, kubetest.OVSGateUser), cfg)
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(w.Collectors()...)
@@ -380,7 +379,7 @@ func testAPIServerRestart(t *testing.T, c *kubetest.Cluster, admin kubernetes.In
 	logs, _ := testutil.CaptureKlog(t)
 	cfg := fast(node)
 	cfg.RetryMin, cfg.RetryMax = 50*time.Millisecond, 500*time.Millisecond
-	w, reg := start(t, c.Client(t, kubetest.OVSGateUser), cfg)
+	w, reg := start(t, c.RESTConfig(t, kubetest.OVSGateUser), cfg)
 	w.Update(ready)
 	waitCondition(t, admin, node, func(c corev1.NodeCondition) bool { return c.Status == corev1.ConditionTrue })
 
@@ -413,9 +412,9 @@ func testAPIServerRestart(t *testing.T, c *kubetest.Cluster, admin kubernetes.In
 // --- helpers ---------------------------------------------------------------
 
 // start runs a writer until the test ends.
-func start(t *testing.T, client kubernetes.Interface, cfg nodecondition.Config) (*nodecondition.Writer, *prometheus.Registry) {
+func start(t *testing.T, kube *rest.Config, cfg nodecondition.Config) (*nodecondition.Writer, *prometheus.Registry) {
 	t.Helper()
-	w, err := nodecondition.New(client, cfg)
+	w, err := nodecondition.New(kube, cfg)
 	require.NoError(t, err)
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(w.Collectors()...)
@@ -605,7 +604,7 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name, result string) fl
 	return 0
 }
 
-// recorder notes every request a client sends and, while stall is set,
+// recorder notes every request a writer sends and, while stall is set,
 // holds each one until its context ends, like a hung API server.
 type recorder struct {
 	rt      http.RoundTripper
@@ -628,7 +627,7 @@ func (r *recorder) RoundTrip(req *http.Request) (*http.Response, error) {
 	return r.rt.RoundTrip(req)
 }
 
-// WrappedRoundTripper lets client-go close the idle connections below.
+// WrappedRoundTripper lets the writer close the idle connections below.
 func (r *recorder) WrappedRoundTripper() http.RoundTripper { return r.rt }
 
 func (r *recorder) requests() []string {
@@ -637,7 +636,9 @@ func (r *recorder) requests() []string {
 	return slices.Clone(r.reqs)
 }
 
-func recordingClient(t *testing.T, c *kubetest.Cluster, user string) (kubernetes.Interface, *recorder) {
+// recordingConfig is a client configuration for user whose requests rec
+// records.
+func recordingConfig(t *testing.T, c *kubetest.Cluster, user string) (*rest.Config, *recorder) {
 	t.Helper()
 	rec := &recorder{}
 	cfg := c.RESTConfig(t, user)
@@ -645,10 +646,5 @@ func recordingClient(t *testing.T, c *kubetest.Cluster, user string) (kubernetes
 		rec.rt = rt
 		return rec
 	})
-	hc, err := rest.HTTPClientFor(cfg)
-	require.NoError(t, err)
-	cs, err := kubernetes.NewForConfigAndClient(cfg, hc)
-	require.NoError(t, err)
-	t.Cleanup(func() { utilnet.CloseIdleConnectionsFor(hc.Transport) })
-	return cs, rec
+	return cfg, rec
 }
