@@ -493,8 +493,8 @@ func checkPod(t *testing.T, ds *appsv1.DaemonSet) []gateContainer {
 
 				r := gc.Resources
 				assert.Zero(t, r.Requests.Cpu().Cmp(resource.MustParse("10m")), "cpu request %s", r.Requests.Cpu())
-				assert.Zero(t, r.Requests.Memory().Cmp(resource.MustParse("48Mi")), "memory request %s", r.Requests.Memory())
-				assert.Zero(t, r.Limits.Memory().Cmp(resource.MustParse("96Mi")), "memory limit %s", r.Limits.Memory())
+				assert.Zero(t, r.Requests.Memory().Cmp(resource.MustParse("32Mi")), "memory request %s", r.Requests.Memory())
+				assert.Zero(t, r.Limits.Memory().Cmp(resource.MustParse("64Mi")), "memory limit %s", r.Limits.Memory())
 				assert.NotContains(t, r.Limits, corev1.ResourceCPU, "a throttled gate answers probes late")
 
 				// The OVS run directory: read-only, at the daemon's default,
