@@ -61,6 +61,10 @@ func main() {
 				fmt.Fprintf(os.Stderr, "bench: -ports: %q is not a port count\n", f)
 				os.Exit(2)
 			}
+			if len(counts) > 0 && n < counts[len(counts)-1] {
+				fmt.Fprintf(os.Stderr, "bench: -ports must be in increasing order, got %d after %d\n", n, counts[len(counts)-1])
+				os.Exit(2)
+			}
 			counts = append(counts, n)
 		}
 		if *trials < 1 {
@@ -132,33 +136,53 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiL
 	add("| detection: new ovs-vswitchd started -> ready on its pid, median / p99 | %s / %s | | | |", ms(pct(restartD, 50)), ms(pct(restartD, 99)))
 
 	fmt.Fprintln(os.Stderr, "bench: probe cost")
-	costRows, proberNote, err := e.probeCosts()
+	probes, err := e.probeCosts()
 	if err != nil {
 		return err
 	}
-	rows = append(rows, costRows...)
+	rows = append(rows, probes.rows...)
 
 	fmt.Fprintln(os.Stderr, "bench: footprint (idle for", idle, ")")
-	rss, idleCPU, goroutines := e.footprint(idle)
+	idleCPU, mem, err := e.footprint(idle)
+	if err != nil {
+		return err
+	}
 	fi, err := os.Stat(bin)
 	if err != nil {
 		return err
 	}
-	add("| footprint: RSS of a ready `serve` | %.1f MiB | | | |", float64(rss)/1024)
-	add("| footprint: CPU while idle over %s | %s (%.3f%% of a core) | | | |", idle, ms(idleCPU), 100*idleCPU.Seconds()/idle.Seconds())
+	add("| footprint: RSS of a ready `serve` | %s | | | |", mibOf(mem.rssKiB))
+	add("| footprint: what that RSS is made of | %s | | | |", rssBreakdown(mem))
+	add("| footprint: CPU while idle over %s | %s (%.3f%% of a core) | | | |", idle, ms(idleCPU), idlePercent(idleCPU, idle))
 	add("| footprint: binary size | %.1f MiB | | | |", float64(fi.Size())/(1<<20))
-	add("| footprint: goroutines | %d | | | |", goroutines)
+	add("| footprint: goroutines | %d | | | |", mem.goroutines)
+
+	fmt.Fprintln(os.Stderr, "bench: a day of probes,", thousands(soakProbes), "requests")
+	day, err := e.soak()
+	if err != nil {
+		return err
+	}
 
 	have := 0
-	for _, n := range portCounts {
+	var checkNone, checkMany checkCost
+	for _, n := range scaleSteps(portCounts, 0, checkPorts) {
 		fmt.Fprintln(os.Stderr, "bench: scale with", n, "ports")
-		if n < have {
-			return fmt.Errorf("-ports must be in increasing order, got %d after %d", n, have)
-		}
 		if err := e.setPorts(have, n); err != nil {
 			return err
 		}
 		have = n
+		switch n {
+		case 0:
+			checkNone, err = e.checkCPU(checkRuns)
+		case checkPorts:
+			checkMany, err = e.checkCPU(checkRuns)
+		}
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(portCounts, n) {
+			continue
+		}
 		g, err := e.scaleOvsgate(scaleRuns)
 		if err != nil {
 			return err
@@ -173,6 +197,19 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiL
 		add("| scale, %d ports: one `ovs-appctl dpif/show-dp-features` (wall time, median of 5; what ovs-vswitchd itself takes to answer) | | %s | | |", n, ms(e.appctlWall(5)))
 	}
 	rows = append(rows, apiLoadRows(apiMetrics, apiErr, outage)...)
+
+	targets := []target{
+		probeTarget(probes.ours, probes.bare, probes.ratio),
+		rssTarget(mem, day),
+		reactionTarget(gate, shell),
+		checkTarget(checkNone, checkMany),
+		idleTarget(idleCPU, idle),
+	}
+	var top []string
+	for _, t := range targets {
+		top = append(top, t.row)
+	}
+	rows = append(top, rows...)
 
 	figure := filepath.Join(filepath.Dir(out), latencyFigure)
 	f, err := os.Create(figure)
@@ -200,7 +237,7 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiL
 	var b strings.Builder
 	fmt.Fprintf(&b, "# ovsgate benchmarks\n\nWritten by `make bench` (hack/bench) on %s: %d cores, %s/%s, %s, Open vSwitch %s with the dummy datapath (netdev bridges), %s.\n",
 		time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version(), ovsVersion(dir), cpuModel())
-	fmt.Fprintf(&b, "Every figure is measured in the same run as its baseline; ratios are baseline / ovsgate. %d trials for reaction and detection.\n\n", trials)
+	fmt.Fprintf(&b, "Every figure is measured in the same run as its baseline; ratios are baseline / ovsgate, except in the targets rows, where they are ovsgate / baseline as the targets are written. %d trials for reaction and detection.\n\n", trials)
 	fmt.Fprintf(&b, "![Cumulative distributions of reaction and detection latency, ovsgate against the shell gates](%s)\n\n", latencyFigure)
 	b.WriteString("How to read the figure: each curve is one method, and its height at a time on the (logarithmic) x axis is the share of trials done by then, so a curve further left is faster and a steeper one is steadier; medians are where curves cross the 50% line.\n\n")
 	b.WriteString("| figure | ovsgate | baseline | ratio | goal |\n|---|---|---|---|---|\n")
@@ -209,10 +246,16 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiL
 	}
 	b.WriteString("\nBaselines:\n")
 	b.WriteString("- The shell gate is `ovs-vsctl wait-until bridge br-int 'datapath_id!=\"\"'` then `ovs-appctl dpif/show-dp-features br-int` in a loop until it answers (the best a script can do). The 1 s poll is a loop that checks once a second, like common CNI start scripts, started at a random phase.\n")
-	b.WriteString("- Probe cost is CPU time of the process that answers: the server's threads for HTTP (from schedstat), the command itself for exec (its rusage). Every HTTP request uses a new connection, as the kubelet's do. The bare net/http server is a default `http.Server` whose handler writes \"ok\": the floor for any Go HTTP probe. " + proberNote + " In a cluster an exec probe also runs through the container runtime (`runc exec`), which this machine does not have; that cost is not included.\n")
+	b.WriteString("- Probe cost is CPU time of the process that answers: the server's threads for HTTP (from schedstat), the command itself for exec (its rusage). Every HTTP request uses a new connection, as the kubelet's do. The bare net/http server is a default `http.Server` whose handler writes \"ok\": the floor for any Go HTTP probe. " + probes.note + " In a cluster an exec probe also runs through the container runtime (`runc exec`), which this machine does not have; that cost is not included.\n")
 	b.WriteString("- The all-columns client is a generic OVSDB client (run as a separate Go process) that reads the schema and monitors every column of Bridge, Port and Interface, keeping the rows as decoded JSON, as a client with full table models does. Bytes are counted by a unix-socket proxy in front of ovsdb-server, the same way for both clients. ovsgate's time to ready is its process start, OVSDB (the same bytes whatever the port count) and one batch to ovs-vswitchd (`version` and `dpif/show-dp-features` in one write, answered in one pass of its main loop); what grows with the ports is how long ovs-vswitchd takes to answer, shown per size by the `ovs-appctl` row.\n")
+	fmt.Fprintf(&b, "- The targets rows: probe CPU is the back-to-back measurement above, the ratio the median of the rounds' own ratios. The day of probes is %s `/readyz` requests on new connections, after %s more to start it from the state it ends in (loaded, not idle); each reading of memory is %s after a load, RSS first (VmRSS), then the Go runtime's metrics over %d garbage collections brought on by scraping the metrics listener: the Go heap is the least `go_memstats_heap_alloc_bytes` seen just after one (what the server holds, and what a scrape holds while it runs, the same each time; not the garbage of the last requests), and goroutines the least `go_goroutines` seen. `ovsgate check` CPU is the child's user+system time from its rusage, and so is that of the `ovsgate version` run beside each check; the %s ports are added as in the scale rows.\n",
+		thousands(soakProbes), thousands(soakWarmup), soakSettle, snapshotGCs, thousands(checkPorts))
 	fmt.Print(b.String())
-	return os.WriteFile(out, []byte(b.String()), 0o644)
+	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "bench:", targetSummary(targets))
+	return nil
 }
 
 // reaction times add-br returning -> ready for ovsgate (status file and
@@ -339,22 +382,14 @@ func killVSwitchd(dir string) (gone func() error, err error) {
 	return nil, fmt.Errorf("hack/ovs-sandbox.sh kill-vswitchd %s did not report the SIGKILL: %s", dir, strings.Join(said, "; "))
 }
 
-func (e *env) footprint(idle time.Duration) (rssKiB int, idleCPU time.Duration, goroutines int) {
+// footprint is serve's CPU over idle, then its memory.
+func (e *env) footprint(idle time.Duration) (idleCPU time.Duration, mem memSnapshot, err error) {
 	pid := e.serve.Process.Pid
 	before := cpuOf(pid)
 	time.Sleep(idle)
 	idleCPU = cpuOf(pid) - before
-	rssKiB = rssOf(pid)
-	if r, err := http.Get("http://" + e.metrics + "/metrics"); err == nil {
-		body, _ := io.ReadAll(r.Body)
-		r.Body.Close()
-		for _, line := range strings.Split(string(body), "\n") {
-			if v, ok := strings.CutPrefix(line, "go_goroutines "); ok {
-				goroutines, _ = strconv.Atoi(v)
-			}
-		}
-	}
-	return rssKiB, idleCPU, goroutines
+	mem, err = e.snapshot()
+	return idleCPU, mem, err
 }
 
 func (e *env) ready() bool { return readyAt(e.probe) }

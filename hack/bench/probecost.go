@@ -112,63 +112,92 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// probeResult is what probeCosts measured: table rows, a note on what the
+// prober itself spent, and the back-to-back figures of the probe target.
+type probeResult struct {
+	rows       []string
+	note       string
+	ours, bare time.Duration // CPU per probe back to back, medians of the rounds
+	ratio      float64       // median over the rounds of ours / bare
+}
+
 // probeCosts measures /readyz against a bare net/http server and two exec
-// probes, back to back and at a probe-like pace, and returns table rows and
-// a note on what the prober itself spent.
-func (e *env) probeCosts() (rows []string, note string, err error) {
+// probes, back to back and at a probe-like pace. Back to back, ovsgate and
+// the bare server take turns over several rounds and each figure is a
+// median of rounds, so that one noisy stretch decides nothing.
+func (e *env) probeCosts() (probeResult, error) {
+	var res probeResult
 	self, err := os.Executable()
 	if err != nil {
-		return nil, "", err
+		return res, err
 	}
 	bareAddr := freeAddr()
 	bare := exec.Command(self, "-bare-server", bareAddr)
 	bare.Stderr = os.Stderr
 	if err := bare.Start(); err != nil {
-		return nil, "", err
+		return res, err
 	}
 	defer func() { _ = bare.Process.Kill(); _ = bare.Wait() }()
 	if !poll(10*time.Second, func() bool { return readyAt(bareAddr) }) {
-		return nil, "", errors.New("bare net/http server never answered")
+		return res, errors.New("bare net/http server never answered")
 	}
 
 	ours, floor := "http://"+e.probe+"/readyz", "http://"+bareAddr+"/readyz"
 	vsctlArgs := []string{"--db=unix:" + e.dir + "/db.sock", "show"}
 	modes := []struct {
 		name       string
-		n, clients int
+		rounds, n  int // n requests per round to each server
+		clients    int
 		gap        time.Duration
 		execRuns   int
-		throughput bool
+		backToBack bool
 	}{
-		{"back to back (4 clients)", 20000, 4, 0, 100, true},
-		{"one probe every 100 ms", 50, 1, 100 * time.Millisecond, 50, false},
+		{fmt.Sprintf("back to back (4 clients, median of %d alternating rounds of %s)", probeRounds, thousands(probeRoundRequests)), probeRounds, probeRoundRequests, 4, 0, 100, true},
+		{"one probe every 100 ms", 1, 50, 1, 100 * time.Millisecond, 50, false},
+	}
+	type measured struct {
+		probeCost
+		rps float64
 	}
 	for _, m := range modes {
-		g, rps, err := httpCost(e.serve.Process.Pid, ours, m.n, m.clients, m.gap)
-		if err != nil {
-			return nil, "", err
+		measure := func(pid int, url string) func() (measured, error) {
+			return func() (measured, error) {
+				c, rps, err := httpCost(pid, url, m.n, m.clients, m.gap)
+				return measured{c, rps}, err
+			}
 		}
-		b, bareRPS, err := httpCost(bare.Process.Pid, floor, m.n, m.clients, m.gap)
+		gs, bs, err := alternate(m.rounds, measure(e.serve.Process.Pid, ours), measure(bare.Process.Pid, floor))
 		if err != nil {
-			return nil, "", err
+			return res, err
 		}
+		var gCPU, bCPU, gProber []time.Duration
+		var gRPS, bRPS []float64
+		for i := range gs {
+			gCPU, bCPU, gProber = append(gCPU, gs[i].cpu), append(bCPU, bs[i].cpu), append(gProber, gs[i].prober)
+			gRPS, bRPS = append(gRPS, gs[i].rps), append(bRPS, bs[i].rps)
+		}
+		g, b := pct(gCPU, 50), pct(bCPU, 50)
 		a, err := execCost(e.dir, m.execRuns, m.gap, "ovs-appctl", "-t", ctlSocket(e.dir), "version")
 		if err != nil {
-			return nil, "", err
+			return res, err
 		}
 		v, err := execCost(e.dir, m.execRuns, m.gap, "ovs-vsctl", vsctlArgs...)
 		if err != nil {
-			return nil, "", err
+			return res, err
 		}
-		rows = append(rows, fmt.Sprintf("| probe cost, %s: CPU per probe | %s (bare net/http %s) | exec `ovs-appctl version` %s; `ovs-vsctl show` %s | %s; %s | at least 100x less |",
-			m.name, us(g.cpu), us(b.cpu), us(a.cpu), us(v.cpu), ratio(a.cpu, g.cpu), ratio(v.cpu, g.cpu)))
-		if m.throughput {
-			rows = append(rows, fmt.Sprintf("| probe throughput: `/readyz` requests per second (4 clients on the same %d cores) | %.0f/s | bare net/http %.0f/s | | |",
-				runtime.NumCPU(), rps, bareRPS))
+		res.rows = append(res.rows, fmt.Sprintf("| probe cost, %s: CPU per probe | %s (bare net/http %s) | exec `ovs-appctl version` %s; `ovs-vsctl show` %s | %s; %s | at least 100x less |",
+			m.name, us(g), us(b), us(a.cpu), us(v.cpu), ratio(a.cpu, g), ratio(v.cpu, g)))
+		if m.backToBack {
+			res.rows = append(res.rows, fmt.Sprintf("| probe throughput: `/readyz` requests per second (4 clients on the same %d cores, median of the rounds) | %.0f/s | bare net/http %.0f/s | | |",
+				runtime.NumCPU(), medianF(gRPS), medianF(bRPS)))
+			res.ours, res.bare = g, b
+			if res.ratio, err = medianRatio(gCPU, bCPU); err != nil {
+				return res, err
+			}
 		} else {
-			note = fmt.Sprintf("Left out of the ratios, the prober's own CPU per probe at that pace: %s for a Go HTTP client, %s to fork, exec and reap `ovs-appctl`.",
-				us(g.prober), us(a.prober))
+			res.note = fmt.Sprintf("Left out of the ratios, the prober's own CPU per probe at that pace: %s for a Go HTTP client, %s to fork, exec and reap `ovs-appctl`.",
+				us(pct(gProber, 50)), us(a.prober))
 		}
 	}
-	return rows, note, nil
+	return res, nil
 }

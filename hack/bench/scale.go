@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -300,19 +299,7 @@ func monitorAll(sock string, stop io.Reader, ready func(*allColumns)) error {
 	}
 }
 
-func rssOf(pid int) int {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		var kib int
-		if _, err := fmt.Sscanf(line, "VmRSS: %d kB", &kib); err == nil {
-			return kib
-		}
-	}
-	return 0
-}
+func rssOf(pid int) int { return procKiB(pid, "status")["VmRSS"] }
 
 // appctlWall is the median wall time of one dpif/show-dp-features exec: with
 // many ports ovs-vswitchd answers every unixctl call more slowly, and ready
