@@ -15,10 +15,12 @@ import (
 
 // Defaults for Config's timings. An instance that answers nothing for
 // PingInterval is pinged, and one that leaves a call unanswered for
-// CallTimeout is not ready: a hang is noticed within 8s.
+// CallTimeout is not ready: a hang is noticed within 9s, inside the 10s
+// promised, with a ping (the loop's one periodic chore while all is well)
+// every 4s. An exit needs no ping: the held connection ends at once.
 const (
 	DefaultCallTimeout  = 5 * time.Second
-	DefaultPingInterval = 3 * time.Second
+	DefaultPingInterval = 4 * time.Second
 	DefaultRetryMin     = 5 * time.Millisecond
 	DefaultRetryMax     = time.Second
 )

@@ -261,6 +261,11 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiL
 // reaction times add-br returning -> ready for ovsgate (status file and
 // /readyz), the shell gate and a 1 s poll loop.
 func (e *env) reaction(n int) (gate, shell, poll1s []time.Duration, err error) {
+	events, err := statusEvents(e.statusFile)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	defer events.close()
 	for i := 0; i < n; i++ {
 		if err = e.delBridge(); err != nil {
 			return
@@ -269,7 +274,9 @@ func (e *env) reaction(n int) (gate, shell, poll1s []time.Duration, err error) {
 			return
 		}
 		start := time.Now()
-		if !poll(5*time.Second, func() bool { return e.fileReady() && e.ready() }) {
+		// The status file is replaced after /readyz turns: wait for it
+		// without polling, then confirm /readyz.
+		if !events.waitFor(5*time.Second, 50*time.Millisecond, e.fileReady) || !poll(5*time.Second, e.ready) {
 			return nil, nil, nil, errors.New("not ready after add-br")
 		}
 		gate = append(gate, time.Since(start))

@@ -2,6 +2,8 @@ package main
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -234,4 +236,25 @@ func TestRuntimeAfterGC(t *testing.T) {
 	}
 	_, _, _, err = runtimeAfterGC(never, 0, 1, 10*time.Millisecond)
 	assert.Error(t, err, "no collection within the limit")
+}
+
+// The status-file wait wakes on a rename into the directory, as the daemon
+// replaces its file, well before its fallback interval.
+func TestFileEventsWakeOnRename(t *testing.T) {
+	dir := t.TempDir()
+	w, err := watchDir(dir)
+	require.NoError(t, err)
+	defer w.close()
+	target := filepath.Join(dir, "status.json")
+	done := make(chan bool, 1)
+	go func() {
+		done <- w.waitFor(10*time.Second, time.Hour, func() bool { _, err := os.Stat(target); return err == nil })
+	}()
+	tmp := filepath.Join(dir, ".status.json.tmp")
+	require.NoError(t, os.WriteFile(tmp, []byte("{}"), 0o644))
+	start := time.Now()
+	require.NoError(t, os.Rename(tmp, target))
+	assert.True(t, <-done)
+	assert.Less(t, time.Since(start), 5*time.Second, "woken by the event, not the hour-long fallback")
+	assert.False(t, w.waitFor(10*time.Millisecond, time.Millisecond, func() bool { return false }), "gives up at the deadline")
 }
