@@ -74,8 +74,9 @@ clean:
 	-hack/ovs-sandbox.sh stop _sandbox >/dev/null 2>&1
 	rm -rf bin _sandbox _run
 
-# bench measures ovsgate against the shell gates it replaces and writes
-# BENCHMARKS.md (about five minutes: a minute of idle CPU, and adding
-# 10,000 ports to the sandbox for the scale figures).
+# bench measures ovsgate against the shell gates it replaces and its own
+# targets, and writes BENCHMARKS.md and benchmarks-latency.svg (about eight
+# minutes: a minute of idle CPU, a compressed day of probes, 10,000 ports in
+# the sandbox for the scale figures, and a kube-apiserver for the API load).
 bench: deps build
 	$(GO) run ./hack/bench -out BENCHMARKS.md
