@@ -45,6 +45,7 @@ func main() {
 	ports := flag.String("ports", "0,1000,10000", "port counts on the gated bridge for the scale figures")
 	monitorAllSock := flag.String("monitor-all", "", "internal: run as the all-columns OVSDB client on this socket")
 	bareAddr := flag.String("bare-server", "", "internal: run as a bare net/http server on this address")
+	probeOnlyAddr := flag.String("probe-only-server", "", "internal: run as ovsgate's probe listener alone on this address")
 	apiLoad := flag.Bool("api-load", true, "run "+apiBench+" for the API server rows (about 2 minutes; needs a built kube-apiserver)")
 	flag.Parse()
 	var err error
@@ -53,6 +54,8 @@ func main() {
 		err = monitorAll(*monitorAllSock, os.Stdin, func(*allColumns) { fmt.Println("ready") })
 	case *bareAddr != "":
 		err = bareServer(*bareAddr)
+	case *probeOnlyAddr != "":
+		err = probeOnlyServer(*probeOnlyAddr)
 	default:
 		var counts []int
 		for _, f := range strings.Split(*ports, ",") {
@@ -151,7 +154,7 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiL
 	rows = append(rows, probes.rows...)
 
 	fmt.Fprintln(os.Stderr, "bench: footprint (idle for", idle, ")")
-	idleCPU, mem, err := e.footprint(idle)
+	idleCPU, wakeups, mem, err := e.footprint(idle)
 	if err != nil {
 		return err
 	}
@@ -161,7 +164,8 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiL
 	}
 	add("| footprint: RSS of a ready `serve` | %s | | | |", mibOf(mem.rssKiB))
 	add("| footprint: what that RSS is made of | %s | | | |", rssBreakdown(mem))
-	add("| footprint: CPU while idle over %s | %s (%.3f%% of a core) | | | |", idle, ms(idleCPU), idlePercent(idleCPU, idle))
+	add("| footprint: CPU while idle over %s | %s (%.3f%% of a core); its threads woke %d times, %.1f per second (voluntary context switches) | | | |",
+		idle, ms(idleCPU), idlePercent(idleCPU, idle), wakeups, float64(wakeups)/idle.Seconds())
 	add("| footprint: binary size | %.1f MiB | | | |", float64(fi.Size())/(1<<20))
 	add("| footprint: goroutines | %d | | | |", mem.goroutines)
 
@@ -207,7 +211,7 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiL
 	rows = append(rows, apiLoadRows(apiMetrics, apiErr, outage)...)
 
 	targets := []target{
-		probeTarget(probes.ours, probes.bare, probes.ratio),
+		probeTarget(probes.ours, probes.bare, probes.ratio, probes.noise),
 		rssTarget(mem, day),
 		reactionTarget(gate, shell),
 		checkTarget(checkNone, checkMany),
@@ -257,7 +261,7 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiL
 	b.WriteString("- The shell gate is `ovs-vsctl wait-until bridge br-int 'datapath_id!=\"\"'` then `ovs-appctl dpif/show-dp-features br-int` in a loop until it answers (the best a script can do). The 1 s poll is a loop that checks once a second, like common CNI start scripts, started at a random phase.\n")
 	b.WriteString("- Probe cost is CPU time of the process that answers: the server's threads for HTTP (from schedstat), the command itself for exec (its rusage). Every HTTP request uses a new connection, as the kubelet's do. The bare net/http server is a default `http.Server` whose handler writes \"ok\": the floor for any Go HTTP probe. " + probes.note + " In a cluster an exec probe also runs through the container runtime (`runc exec`), which this machine does not have; that cost is not included.\n")
 	b.WriteString("- The all-columns client is a generic OVSDB client (run as a separate Go process) that reads the schema and monitors every column of Bridge, Port and Interface, keeping the rows as decoded JSON, as a client with full table models does. Bytes are counted by a unix-socket proxy in front of ovsdb-server, the same way for both clients. ovsgate's time to ready is its process start, OVSDB (the same bytes whatever the port count) and one batch to ovs-vswitchd (`version` and `dpif/show-dp-features` in one write, answered in one pass of its main loop); what grows with the ports is how long ovs-vswitchd takes to answer, shown per size by the `ovs-appctl` row.\n")
-	fmt.Fprintf(&b, "- The targets rows: probe CPU is the back-to-back measurement above, the ratio the median of the rounds' own ratios. The day of probes is %s `/readyz` requests on new connections, after %s more to start it from the state it ends in (loaded, not idle); each reading of memory is %s after a load, RSS first (VmRSS), then the Go runtime's metrics over %d garbage collections brought on by scraping the metrics listener: the Go heap is the least `go_memstats_heap_alloc_bytes` seen just after one (what the server holds, and what a scrape holds while it runs, the same each time; not the garbage of the last requests), and goroutines the least `go_goroutines` seen. `ovsgate check` CPU is the child's user+system time from its rusage, and so is that of the `ovsgate version` run beside each check; the %s ports are added as in the scale rows.\n",
+	fmt.Fprintf(&b, "- The targets rows: probe CPU is the back-to-back measurement above, the ratio the median of the rounds' own ratios. The day of probes is %s `/readyz` requests on new connections, after %s more to start it from the state it ends in (loaded, not idle); each reading of memory is %s after a load, RSS first (VmRSS), then the Go runtime's metrics over %d garbage collections brought on by scraping the metrics listener: the Go heap is the least `go_memstats_heap_alloc_bytes` seen just after one (what the server holds, and what a scrape holds while it runs, the same each time; not the garbage of the last requests), and goroutines the least `go_goroutines` seen, which counts the scrape's own goroutines too: the one serving it and the workers client_golang starts to collect it (from one up to one per registered collector, as many as the scheduler lets start), so a difference of one or two between readings can be the scrape's and not the server's. `ovsgate check` CPU is the child's user+system time from its rusage, and so is that of the `ovsgate version` run beside each check; the %s ports are added as in the scale rows.\n",
 		thousands(soakProbes), thousands(soakWarmup), soakSettle, snapshotGCs, thousands(checkPorts))
 	fmt.Print(b.String())
 	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
@@ -398,14 +402,35 @@ func killVSwitchd(dir string) (gone func() error, err error) {
 	return nil, fmt.Errorf("hack/ovs-sandbox.sh kill-vswitchd %s did not report the SIGKILL: %s", dir, strings.Join(said, "; "))
 }
 
-// footprint is serve's CPU over idle, then its memory.
-func (e *env) footprint(idle time.Duration) (idleCPU time.Duration, mem memSnapshot, err error) {
+// footprint is serve's CPU and wakeups over idle, then its memory.
+func (e *env) footprint(idle time.Duration) (idleCPU time.Duration, wakeups int, mem memSnapshot, err error) {
 	pid := e.serve.Process.Pid
-	before := cpuOf(pid)
+	before, woke := cpuOf(pid), sleepsOf(pid)
 	time.Sleep(idle)
-	idleCPU = cpuOf(pid) - before
+	idleCPU, wakeups = cpuOf(pid)-before, sleepsOf(pid)-woke
 	mem, err = e.snapshot()
-	return idleCPU, mem, err
+	return idleCPU, wakeups, mem, err
+}
+
+// sleepsOf is how many times a process's threads have gone to sleep so
+// far (their voluntary context switches, summed): each one is followed by a
+// wakeup, so over an idle stretch it counts the wakeups.
+func sleepsOf(pid int) int {
+	files, _ := filepath.Glob("/proc/" + strconv.Itoa(pid) + "/task/*/status")
+	total := 0
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "voluntary_ctxt_switches:"); ok {
+				n, _ := strconv.Atoi(strings.TrimSpace(v))
+				total += n
+			}
+		}
+	}
+	return total
 }
 
 func (e *env) ready() bool { return readyAt(e.probe) }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,7 +13,11 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
+
+	"github.com/ovsgate/ovsgate/gate"
+	"github.com/ovsgate/ovsgate/probe"
 )
 
 // probeCost is the CPU per probe of one way of probing, and what the prober
@@ -88,6 +93,64 @@ func bareServer(addr string) error {
 	}))
 }
 
+// probeOnlyServer is ovsgate's probe listener alone, run as a child
+// process: the same handler, ready, behind the same server settings
+// (timeouts, header limit), with nothing else of the daemon around it.
+// Set beside the bare server and serve itself, it splits what a /readyz
+// costs over the floor into the listener's part and the rest of serve's.
+func probeOnlyServer(addr string) error {
+	p := probe.NewProbe(nil)
+	p.Update(gate.Status{Ready: true, Checks: []gate.Check{{Name: "gate", OK: true}}})
+	ln, err := probe.Listen(addr)
+	if err != nil {
+		return err
+	}
+	return probe.NewServer(p, nil).Serve(ln)
+}
+
+// handlerCost is the /readyz handler's own time and allocations per
+// request, with no connection and no server: what the probe adds to a
+// request before anything reaches the network.
+func handlerCost() (time.Duration, int64) {
+	p := probe.NewProbe(nil)
+	p.Update(gate.Status{Ready: true, Checks: []gate.Check{{Name: "gate", OK: true}}})
+	req := httptest.NewRequest(http.MethodGet, "/readyz", nil)
+	r := testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		w := &discardWriter{h: http.Header{}}
+		for b.Loop() {
+			clear(w.h)
+			p.ServeHTTP(w, req)
+		}
+	})
+	return time.Duration(r.NsPerOp()), r.AllocsPerOp()
+}
+
+// discardWriter is an http.ResponseWriter that keeps nothing.
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discardWriter) WriteHeader(int)             {}
+
+// startServer runs this program again as one of its internal servers
+// (flag names it) on a free address, and returns the process, its address
+// and a function that stops it.
+func startServer(self, flag string) (*exec.Cmd, string, func(), error) {
+	addr := freeAddr()
+	cmd := exec.Command(self, flag, addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, "", nil, err
+	}
+	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	if !poll(10*time.Second, func() bool { return readyAt(addr) }) {
+		stop()
+		return nil, "", nil, fmt.Errorf("%s %s never answered", flag, addr)
+	}
+	return cmd, addr, stop, nil
+}
+
 // cpuOf is a process's CPU time, summed over its threads from schedstat
 // (nanoseconds, unlike the 10 ms ticks of /proc/PID/stat).
 func cpuOf(pid int) time.Duration {
@@ -119,6 +182,7 @@ type probeResult struct {
 	note       string
 	ours, bare time.Duration // CPU per probe back to back, medians of the rounds
 	ratio      float64       // median over the rounds of ours / bare
+	noise      float64       // the same for a second bare server: the ratio's resolution here
 }
 
 // probeCosts measures /readyz against a bare net/http server and two exec
@@ -131,16 +195,23 @@ func (e *env) probeCosts() (probeResult, error) {
 	if err != nil {
 		return res, err
 	}
-	bareAddr := freeAddr()
-	bare := exec.Command(self, "-bare-server", bareAddr)
-	bare.Stderr = os.Stderr
-	if err := bare.Start(); err != nil {
+	// Two bare servers: the second, measured like the first, says how far
+	// apart two identical servers come out on this machine.
+	bare, bareAddr, stopBare, err := startServer(self, "-bare-server")
+	if err != nil {
 		return res, err
 	}
-	defer func() { _ = bare.Process.Kill(); _ = bare.Wait() }()
-	if !poll(10*time.Second, func() bool { return readyAt(bareAddr) }) {
-		return res, errors.New("bare net/http server never answered")
+	defer stopBare()
+	bare2, bare2Addr, stopBare2, err := startServer(self, "-bare-server")
+	if err != nil {
+		return res, err
 	}
+	defer stopBare2()
+	only, onlyAddr, stopOnly, err := startServer(self, "-probe-only-server")
+	if err != nil {
+		return res, err
+	}
+	defer stopOnly()
 
 	ours, floor := "http://"+e.probe+"/readyz", "http://"+bareAddr+"/readyz"
 	vsctlArgs := []string{"--db=unix:" + e.dir + "/db.sock", "show"}
@@ -166,10 +237,15 @@ func (e *env) probeCosts() (probeResult, error) {
 				return measured{c, rps}, err
 			}
 		}
-		gs, bs, err := alternate(m.rounds, measure(e.serve.Process.Pid, ours), measure(bare.Process.Pid, floor))
+		servers := []func() (measured, error){measure(e.serve.Process.Pid, ours), measure(bare.Process.Pid, floor)}
+		if m.backToBack {
+			servers = append(servers, measure(bare2.Process.Pid, "http://"+bare2Addr+"/readyz"), measure(only.Process.Pid, "http://"+onlyAddr+"/readyz"))
+		}
+		all, err := rotate(m.rounds, servers...)
 		if err != nil {
 			return res, err
 		}
+		gs, bs := all[0], all[1]
 		var gCPU, bCPU, gProber []time.Duration
 		var gRPS, bRPS []float64
 		for i := range gs {
@@ -194,6 +270,24 @@ func (e *env) probeCosts() (probeResult, error) {
 			if res.ratio, err = medianRatio(gCPU, bCPU); err != nil {
 				return res, err
 			}
+			cpus := func(ms []measured) []time.Duration {
+				var d []time.Duration
+				for _, x := range ms {
+					d = append(d, x.cpu)
+				}
+				return d
+			}
+			b2CPU, onlyCPU := cpus(all[2]), cpus(all[3])
+			if res.noise, err = medianRatio(b2CPU, bCPU); err != nil {
+				return res, err
+			}
+			onlyRatio, err := medianRatio(onlyCPU, bCPU)
+			if err != nil {
+				return res, err
+			}
+			hNs, hAllocs := handlerCost()
+			res.rows = append(res.rows, fmt.Sprintf("| probe cost, back to back: where a `/readyz` goes beyond bare net/http | the handler alone %d ns and %d allocations per request (no connection); ovsgate's probe listener alone (its handler and server settings in a process that does nothing else) %s, %.2fx the bare server; serve %s, %.2fx | a second bare server, measured alike: %s, %.2fx the first | | |",
+				hNs.Nanoseconds(), hAllocs, us(pct(onlyCPU, 50)), onlyRatio, us(g), res.ratio, us(pct(b2CPU, 50)), res.noise))
 		} else {
 			res.note = fmt.Sprintf("Left out of the ratios, the prober's own CPU per probe at that pace: %s for a Go HTTP client, %s to fork, exec and reap `ovs-appctl`.",
 				us(pct(gProber, 50)), us(a.prober))

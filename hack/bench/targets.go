@@ -65,10 +65,10 @@ func targetSummary(ts []target) string {
 	return s
 }
 
-func probeTarget(oursCPU, bareCPU time.Duration, ratio float64) target {
+func probeTarget(oursCPU, bareCPU time.Duration, ratio, noise float64) target {
 	return targetRow("probe CPU vs bare net/http",
-		fmt.Sprintf("server CPU per `/readyz` on a new connection, back to back (4 clients; median of %d rounds of %s requests, alternating with the bare server)", probeRounds, thousands(probeRoundRequests)),
-		us(oursCPU), "bare net/http "+us(bareCPU), fmt.Sprintf("%.2fx", ratio),
+		fmt.Sprintf("server CPU per `/readyz` on a new connection, back to back (4 clients; median of %d rounds of %s requests, taking turns with the bare server)", probeRounds, thousands(probeRoundRequests)),
+		us(oursCPU), fmt.Sprintf("bare net/http %s (a second bare server, measured alike, came out at %.2fx the first)", us(bareCPU), noise), fmt.Sprintf("%.2fx", ratio),
 		fmt.Sprintf("at most %.2fx", targetProbeRatio), ratio <= targetProbeRatio)
 }
 
@@ -131,28 +131,34 @@ func verdict(ok bool) string {
 	return "missed"
 }
 
-// alternate runs a and b rounds times each, a first in even rounds and b
-// first in odd ones, and returns what each measured per round.
+// alternate runs a and b rounds times, a first in even rounds and b first
+// in odd ones, so that neither always runs in the other's wake, and
+// returns each one's results in round order.
 func alternate[T any](rounds int, a, b func() (T, error)) (as, bs []T, err error) {
-	for i := 0; i < rounds; i++ {
-		first, second := a, b
-		if i%2 == 1 {
-			first, second = b, a
-		}
-		x, err := first()
-		if err != nil {
-			return nil, nil, err
-		}
-		y, err := second()
-		if err != nil {
-			return nil, nil, err
-		}
-		if i%2 == 1 {
-			x, y = y, x
-		}
-		as, bs = append(as, x), append(bs, y)
+	r, err := rotate(rounds, a, b)
+	if err != nil {
+		return nil, nil, err
 	}
-	return as, bs, nil
+	return r[0], r[1], nil
+}
+
+// rotate runs each of fns once per round, rounds times, starting round i
+// with fns[i%len(fns)] and going on in order, so that each one runs in
+// every position as often as the others; it returns each one's results in
+// round order, indexed as fns.
+func rotate[T any](rounds int, fns ...func() (T, error)) ([][]T, error) {
+	res := make([][]T, len(fns))
+	for i := 0; i < rounds; i++ {
+		for k := range fns {
+			j := (i + k) % len(fns)
+			v, err := fns[j]()
+			if err != nil {
+				return nil, err
+			}
+			res[j] = append(res[j], v)
+		}
+	}
+	return res, nil
 }
 
 // medianRatio is the median over rounds of ours/base, each round's pair

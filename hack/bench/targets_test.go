@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -169,8 +170,8 @@ func TestTargets(t *testing.T) {
 		t    target
 		met  bool
 	}{
-		{"probe at the limit", probeTarget(110*time.Microsecond, 100*time.Microsecond, 1.10), true},
-		{"probe above", probeTarget(120*time.Microsecond, 100*time.Microsecond, 1.2), false},
+		{"probe at the limit", probeTarget(110*time.Microsecond, 100*time.Microsecond, 1.10, 1.02), true},
+		{"probe above", probeTarget(120*time.Microsecond, 100*time.Microsecond, 1.2, 1.02), false},
 		{"rss small, flat", rssTarget(mem(11<<10, 21), day(mem(12<<10, 21), mem(13<<10, 21))), true},
 		{"rss too big", rssTarget(mem(13<<10, 21), day(mem(13<<10, 21), mem(13<<10, 21))), false},
 		{"rss grows", rssTarget(mem(10<<10, 21), day(mem(10<<10, 21), mem(11<<10+1, 21))), false},
@@ -257,4 +258,19 @@ func TestFileEventsWakeOnRename(t *testing.T) {
 	assert.True(t, <-done)
 	assert.Less(t, time.Since(start), 5*time.Second, "woken by the event, not the hour-long fallback")
 	assert.False(t, w.waitFor(10*time.Millisecond, time.Millisecond, func() bool { return false }), "gives up at the deadline")
+}
+
+func TestRotate(t *testing.T) {
+	var order []string
+	f := func(name string) func() (string, error) {
+		return func() (string, error) { order = append(order, name); return name + strconv.Itoa(len(order)), nil }
+	}
+	res, err := rotate(3, f("a"), f("b"), f("c"))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"a", "b", "c", "b", "c", "a", "c", "a", "b"}, order, "each round starts one further on")
+	assert.Equal(t, [][]string{{"a1", "a6", "a8"}, {"b2", "b4", "b9"}, {"c3", "c5", "c7"}}, res, "results stay with their function, in round order")
+
+	boom := errors.New("boom")
+	_, err = rotate(2, f("a"), func() (string, error) { return "", boom })
+	assert.ErrorIs(t, err, boom)
 }
