@@ -128,7 +128,7 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiL
 	add := func(format string, a ...any) { rows = append(rows, fmt.Sprintf(format, a...)) }
 
 	fmt.Fprintln(os.Stderr, "bench: reaction")
-	gate, shell, poll1s, err := e.reaction(trials)
+	gate, decided, shell, poll1s, err := e.reaction(trials)
 	if err != nil {
 		return err
 	}
@@ -163,7 +163,14 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiL
 		return err
 	}
 	add("| footprint: RSS of a ready `serve` | %s | | | |", mibOf(mem.rssKiB))
-	add("| footprint: what that RSS is made of | %s | | | |", rssBreakdown(mem))
+	secs, err := residentSections(e.serve.Process.Pid, bin)
+	files := "RssFile by section of the binary (resident of size, from /proc/PID/pagemap): "
+	if err != nil {
+		files += "not measured: " + err.Error()
+	} else {
+		files += sectionsText(secs) + ". The kernel maps in the neighbours of each page touched (fault-around), so RssFile follows the binary's size more than the code that runs; the floor server in the RSS target row shows the same share"
+	}
+	add("| footprint: what that RSS is made of | %s. %s | | | |", rssBreakdown(mem), files)
 	add("| footprint: CPU while idle over %s | %s (%.3f%% of a core); its threads woke %d times, %.1f per second (voluntary context switches) | | | |",
 		idle, ms(idleCPU), idlePercent(idleCPU, idle), wakeups, float64(wakeups)/idle.Seconds())
 	add("| footprint: binary size | %.1f MiB | | | |", float64(fi.Size())/(1<<20))
@@ -171,6 +178,11 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiL
 
 	fmt.Fprintln(os.Stderr, "bench: a day of probes,", thousands(soakProbes), "requests")
 	day, err := e.soak()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(os.Stderr, "bench: the floor server's memory")
+	floor, err := floorMemory(dir)
 	if err != nil {
 		return err
 	}
@@ -212,8 +224,8 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiL
 
 	targets := []target{
 		probeTarget(probes.ours, probes.bare, probes.ratio, probes.noise),
-		rssTarget(mem, day),
-		reactionTarget(gate, shell),
+		rssTarget(mem, day, floor),
+		reactionTarget(gate, decided, shell),
 		checkTarget(checkNone, checkMany),
 		idleTarget(idleCPU, idle),
 	}
@@ -272,11 +284,14 @@ func run(trials int, idle time.Duration, out, bin string, portCounts []int, apiL
 }
 
 // reaction times add-br returning -> ready for ovsgate (status file and
-// /readyz), the shell gate and a 1 s poll loop.
-func (e *env) reaction(n int) (gate, shell, poll1s []time.Duration, err error) {
+// /readyz), the shell gate and a 1 s poll loop. decided is, for each of
+// ovsgate's trials, when the gate itself turned ready (the status's
+// "updated") after add-br returned, 0 when it did before: the rest of a
+// trial is the status file's write and the reader's own requests.
+func (e *env) reaction(n int) (gate, decided, shell, poll1s []time.Duration, err error) {
 	events, err := statusEvents(e.statusFile)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, nil, nil, err
 	}
 	defer events.close()
 	for i := 0; i < n; i++ {
@@ -290,9 +305,14 @@ func (e *env) reaction(n int) (gate, shell, poll1s []time.Duration, err error) {
 		// The status file is replaced after /readyz turns: wait for it
 		// without polling, then confirm /readyz.
 		if !events.waitFor(5*time.Second, 50*time.Millisecond, e.fileReady) || !poll(5*time.Second, e.ready) {
-			return nil, nil, nil, errors.New("not ready after add-br")
+			return nil, nil, nil, nil, errors.New("not ready after add-br")
 		}
 		gate = append(gate, time.Since(start))
+		updated, uerr := e.readySince()
+		if uerr != nil {
+			return nil, nil, nil, nil, uerr
+		}
+		decided = append(decided, max(0, updated.Sub(start)))
 
 		if err = e.delBridge(); err != nil {
 			return
@@ -312,7 +332,27 @@ func (e *env) reaction(n int) (gate, shell, poll1s []time.Duration, err error) {
 		phase := time.Duration(time.Now().UnixNano() % int64(time.Second))
 		poll1s = append(poll1s, time.Second-phase+shell[len(shell)-1])
 	}
-	return gate, shell, poll1s, nil
+	return gate, decided, shell, poll1s, nil
+}
+
+// readySince is the "updated" time of a ready status file: when the gate
+// turned ready.
+func (e *env) readySince() (time.Time, error) {
+	b, err := os.ReadFile(e.statusFile)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var s struct {
+		Ready   bool      `json:"ready"`
+		Updated time.Time `json:"updated"`
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return time.Time{}, fmt.Errorf("status file: %w", err)
+	}
+	if !s.Ready || s.Updated.IsZero() {
+		return time.Time{}, fmt.Errorf("status file: not ready with its time (ready %v, updated %v)", s.Ready, s.Updated)
+	}
+	return s.Updated, nil
 }
 
 func (e *env) delBridge() error {

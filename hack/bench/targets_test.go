@@ -158,6 +158,7 @@ func TestTargets(t *testing.T) {
 	day := func(before, after memSnapshot) soakResult {
 		return soakResult{before: before, mid: before, after: after, took: time.Minute}
 	}
+	fl := floorMem{rssKiB: 10 << 10, anonKiB: 5 << 10, fileKiB: 5 << 10, binBytes: 5 << 20}
 	durations := func(d time.Duration, n int) []time.Duration {
 		s := make([]time.Duration, n)
 		for i := range s {
@@ -172,15 +173,15 @@ func TestTargets(t *testing.T) {
 	}{
 		{"probe at the limit", probeTarget(110*time.Microsecond, 100*time.Microsecond, 1.10, 1.02), true},
 		{"probe above", probeTarget(120*time.Microsecond, 100*time.Microsecond, 1.2, 1.02), false},
-		{"rss small, flat", rssTarget(mem(11<<10, 21), day(mem(12<<10, 21), mem(13<<10, 21))), true},
-		{"rss too big", rssTarget(mem(13<<10, 21), day(mem(13<<10, 21), mem(13<<10, 21))), false},
-		{"rss grows", rssTarget(mem(10<<10, 21), day(mem(10<<10, 21), mem(11<<10+1, 21))), false},
-		{"goroutines leak", rssTarget(mem(10<<10, 21), day(mem(10<<10, 21), mem(10<<10, 22))), false},
-		{"goroutines unread", rssTarget(mem(10<<10, 0), day(mem(10<<10, 0), mem(10<<10, 0))), false},
-		{"reaction fast", reactionTarget(durations(time.Millisecond, 50), durations(8*time.Millisecond, 50)), true},
-		{"reaction p99 slow", reactionTarget(append(durations(time.Millisecond, 49), 4*time.Millisecond), durations(8*time.Millisecond, 50)), true},
-		{"reaction p99 slow in 200 trials", reactionTarget(append(durations(time.Millisecond, 190), durations(4*time.Millisecond, 10)...), durations(8*time.Millisecond, 200)), false},
-		{"reaction median too close to the shell's", reactionTarget(durations(3*time.Millisecond, 50), durations(8*time.Millisecond, 50)), false},
+		{"rss small, flat", rssTarget(mem(11<<10, 21), day(mem(12<<10, 21), mem(13<<10, 21)), fl), true},
+		{"rss too big", rssTarget(mem(13<<10, 21), day(mem(13<<10, 21), mem(13<<10, 21)), fl), false},
+		{"rss grows", rssTarget(mem(10<<10, 21), day(mem(10<<10, 21), mem(11<<10+1, 21)), fl), false},
+		{"goroutines leak", rssTarget(mem(10<<10, 21), day(mem(10<<10, 21), mem(10<<10, 22)), fl), false},
+		{"goroutines unread", rssTarget(mem(10<<10, 0), day(mem(10<<10, 0), mem(10<<10, 0)), fl), false},
+		{"reaction fast", reactionTarget(durations(time.Millisecond, 50), durations(0, 50), durations(8*time.Millisecond, 50)), true},
+		{"reaction p99 slow", reactionTarget(append(durations(time.Millisecond, 49), 4*time.Millisecond), durations(0, 50), durations(8*time.Millisecond, 50)), true},
+		{"reaction p99 slow in 200 trials", reactionTarget(append(durations(time.Millisecond, 190), durations(4*time.Millisecond, 10)...), durations(0, 200), durations(8*time.Millisecond, 200)), false},
+		{"reaction median too close to the shell's", reactionTarget(durations(3*time.Millisecond, 50), durations(time.Millisecond, 50), durations(8*time.Millisecond, 50)), false},
 		{"check flat", checkTarget(checkCost{rel: 1.5}, checkCost{rel: 1.6}), true},
 		{"check grows", checkTarget(checkCost{rel: 1.5}, checkCost{rel: 1.8}), false},
 		{"idle", idleTarget(29*time.Millisecond, time.Minute), true},
@@ -273,4 +274,31 @@ func TestRotate(t *testing.T) {
 	boom := errors.New("boom")
 	_, err = rotate(2, f("a"), func() (string, error) { return "", boom })
 	assert.ErrorIs(t, err, boom)
+}
+
+// The test binary's own code is running, so some of its .text is resident,
+// and never more than the section holds.
+func TestResidentSections(t *testing.T) {
+	self, err := os.Executable()
+	require.NoError(t, err)
+	secs, err := residentSections(os.Getpid(), self)
+	require.NoError(t, err)
+	var text *sectionResidency
+	for i := range secs {
+		assert.LessOrEqual(t, secs[i].resident, secs[i].size, secs[i].name)
+		if secs[i].name == ".text" {
+			text = &secs[i]
+		}
+	}
+	require.NotNil(t, text, "sections: %v", secs)
+	assert.Positive(t, text.resident)
+	assert.Contains(t, sectionsText(secs), ".text ")
+
+	_, err = residentSections(os.Getpid(), "/nonexistent/binary")
+	assert.Error(t, err)
+}
+
+func TestRatioOver(t *testing.T) {
+	assert.Equal(t, "2.00x", ratioOver(20, 10))
+	assert.Equal(t, "", ratioOver(20, 0))
 }
