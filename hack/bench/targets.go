@@ -28,7 +28,10 @@ const (
 
 	// probeRounds rounds of probeRoundRequests requests to each server,
 	// alternating, so that a slow stretch of a noisy machine falls on both.
-	probeRounds        = 5
+	// With 5 rounds, two identical bare servers came out 0.89x to 1.07x
+	// apart from run to run on a 2-core machine; the median of more rounds
+	// narrows that, at about 2.7 s a round.
+	probeRounds        = 15
 	probeRoundRequests = 4000
 )
 
@@ -83,8 +86,10 @@ func rssTarget(ready memSnapshot, day soakResult, floor floorMem) target {
 	return targetRow("RSS and soak",
 		fmt.Sprintf("RSS of a ready `serve` (one bridge); then a day of probes compressed: %s `/readyz` on new connections from %d clients in %s, memory read before, halfway and after, each time once the load is %s past",
 			thousands(soakProbes), soakClients, day.took.Round(100*time.Millisecond), soakSettle),
-		fmt.Sprintf("%s; over the day RSS %s -> %s -> %s (%+.2f MiB), Go heap %s -> %s -> %s, goroutines %d -> %d -> %d",
+		fmt.Sprintf("%s; over the day RSS %s -> %s -> %s (%+.2f MiB: RssAnon %+.2f, RssFile %+.2f; Go heap freed but not yet returned to the OS %s -> %s -> %s), Go heap %s -> %s -> %s, goroutines %d -> %d -> %d",
 			mibOf(ready.rssKiB), mibOf(before.rssKiB), mibOf(mid.rssKiB), mibOf(after.rssKiB), float64(growth)/1024,
+			float64(after.status["RssAnon"]-before.status["RssAnon"])/1024, float64(after.status["RssFile"]-before.status["RssFile"])/1024,
+			mibOfBytes(heapKept(before)), mibOfBytes(heapKept(mid)), mibOfBytes(heapKept(after)),
 			mibOfBytes(before.heapBytes), mibOfBytes(mid.heapBytes), mibOfBytes(after.heapBytes),
 			before.goroutines, mid.goroutines, after.goroutines),
 		fmt.Sprintf("bare net/http server (%s binary, nothing else linked), read as the day's first reading is: %s (RssAnon %s + RssFile %s)",

@@ -227,7 +227,7 @@ func TestRuntimeAfterGC(t *testing.T) {
 	), 1, 3, time.Minute)
 	require.NoError(t, err)
 	assert.InDelta(t, 3, heap, 0)
-	assert.Equal(t, 21, goroutines)
+	assert.Equal(t, 22, goroutines, "the most frequent count, not the least")
 	assert.InDelta(t, 5, last["go_memstats_last_gc_time_seconds"], 0)
 
 	_, _, _, err = runtimeAfterGC(scrapes(sample{1, 1, 1}, sample{2, 1, 1}), 0, 2, time.Minute)
@@ -296,6 +296,11 @@ func TestResidentSections(t *testing.T) {
 
 	_, err = residentSections(os.Getpid(), "/nonexistent/binary")
 	assert.Error(t, err)
+}
+
+func TestMode(t *testing.T) {
+	assert.Equal(t, 21, mode(map[int]int{20: 1, 21: 292, 22: 7}))
+	assert.Equal(t, 20, mode(map[int]int{20: 3, 21: 3}), "a tie goes to the lower")
 }
 
 func TestRatioOver(t *testing.T) {
