@@ -24,7 +24,7 @@ const (
 
 const (
 	checkPorts = 5000 // ports on br-int for the check target
-	checkRuns  = 15   // `ovsgate check` runs per port count
+	checkRuns  = 31   // `ovsgate check` runs per port count: a 12 ms process is noisy
 
 	// probeRounds rounds of probeRoundRequests requests to each server,
 	// alternating, so that a slow stretch of a noisy machine falls on both.
