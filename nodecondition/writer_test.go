@@ -206,7 +206,7 @@ func testHeartbeat(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface
 			w.Update(gate.Status{Ready: true, Cause: gate.CauseReady, Reason: "ignored while ready"})
 			w.Update(ready)
 		}
-		assert.Never(t, func() bool { return writes(t, reg, nodecondition.ResultSuccess) != 1 }, 1500*time.Millisecond, 20*time.Millisecond,
+		holds(t, 1500*time.Millisecond, 20*time.Millisecond, func() bool { return writes(t, reg, nodecondition.ResultSuccess) == 1 },
 			"nothing changed, the heartbeat is fresh")
 		assert.Equal(t, first, condition(t, admin, node))
 	})
@@ -240,7 +240,7 @@ func testFlaps(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface) {
 	got := waitCondition(t, admin, node, func(c corev1.NodeCondition) bool { return c.Reason == gate.CauseVSwitchdBusy })
 	assert.Equal(t, corev1.ConditionFalse, got.Status)
 	assert.Equal(t, "ovs-vswitchd is busy", got.Message)
-	assert.Never(t, func() bool { return writes(t, reg, nodecondition.ResultSuccess) > 3 }, 1500*time.Millisecond, 20*time.Millisecond)
+	holds(t, 1500*time.Millisecond, 20*time.Millisecond, func() bool { return writes(t, reg, nodecondition.ResultSuccess) <= 3 }, "no write after the merged flaps")
 	n := writes(t, reg, nodecondition.ResultSuccess) - 1
 	assert.GreaterOrEqual(t, n, 1.0)
 	assert.LessOrEqual(t, n, 2.0, "20 flaps make one or two writes")
@@ -365,7 +365,7 @@ func testShutdown(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface)
 	n := writes(t, reg, nodecondition.ResultSuccess)
 
 	w.Update(notReady) // after Run: returns, writes nothing
-	assert.Never(t, func() bool { return condition(t, admin, node) != last }, 1500*time.Millisecond, 50*time.Millisecond,
+	holds(t, 1500*time.Millisecond, 50*time.Millisecond, func() bool { return condition(t, admin, node) == last },
 		"the condition stays as last written, heartbeat included")
 	assert.Equal(t, n, writes(t, reg, nodecondition.ResultSuccess))
 }
@@ -494,6 +494,19 @@ func bind(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface, user st
 			}, metav1.CreateOptions{})
 			return err == nil && r.Status.Allowed
 		}, 10*time.Second, 20*time.Millisecond, "%s may %s %s/%s", user, a.Verb, a.Resource, a.Subresource)
+	}
+}
+
+// holds checks ok every interval for d and fails the test at the first
+// false. It reads on the test's goroutine, unlike assert.Never, which runs
+// its condition on goroutines of its own and returns without waiting for the
+// last one: a request made there could fail after the test has ended.
+func holds(t *testing.T, d, interval time.Duration, ok func() bool, msg string) {
+	t.Helper()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for end := time.Now().Add(d); time.Now().Before(end); <-tick.C {
+		require.True(t, ok(), msg)
 	}
 }
 
