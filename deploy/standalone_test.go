@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -411,7 +412,9 @@ current-context: c
 	ok := testutil.Poll(30*time.Second, func() bool { return !d.Running() || started.MatchString(d.Stderr.String()) })
 	require.True(t, ok, "serve neither started nor exited: %s", d.Stderr.String())
 	if !d.Running() {
-		code := d.Cmd.ProcessState.ExitCode()
+		var ee *exec.ExitError
+		require.ErrorAs(t, d.Err(), &ee, "serve exited: %s", d.Stderr.String())
+		code := ee.ExitCode()
 		require.NotEqual(t, 2, code, "serve rejects the environment %v: %s", gc.envList(), d.Stderr.String())
 		require.Equal(t, 1, code, "serve: %s", d.Stderr.String())
 		t.Logf("serve accepted the environment and could not bind here (a port of the manifest is taken): %s", d.Stderr.String())

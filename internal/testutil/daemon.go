@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -23,12 +24,14 @@ type Daemon struct {
 	Cmd    *exec.Cmd
 	Stderr *SyncBuffer // written by the process while the test reads it
 	exited chan struct{}
-	err    error // Cmd.Wait's result, set before exited is closed
+	err    error       // Cmd.Wait's result, set before exited is closed
+	seen   atomic.Bool // the test read the exit with Err
 }
 
 // StartOvsgate starts the binary bin with args and with env as its whole
 // environment besides PATH. The test's cleanup stops it (SIGTERM, SIGKILL
-// after 30 s) and shows its stderr if the test failed.
+// after 30 s), fails the test if it ended with an error the test did not
+// read with Err, and shows its stderr if the test failed.
 func StartOvsgate(t testing.TB, bin string, env []string, args ...string) *Daemon {
 	t.Helper()
 	d := &Daemon{Stderr: &SyncBuffer{}, exited: make(chan struct{})}
@@ -43,7 +46,7 @@ func StartOvsgate(t testing.TB, bin string, env []string, args ...string) *Daemo
 		close(d.exited)
 	}()
 	t.Cleanup(func() {
-		if err := d.Stop(); err != nil && !isSignalled(err) {
+		if err := d.Stop(); err != nil && !isSignalled(err) && !d.seen.Load() {
 			t.Errorf("%s %v: %v", bin, args, err)
 		}
 		if t.Failed() {
@@ -61,8 +64,12 @@ func isSignalled(err error) bool {
 // Exited is closed once the process has exited and been reaped.
 func (d *Daemon) Exited() <-chan struct{} { return d.exited }
 
-// Err is the process's exit (nil for 0); read it after Exited.
-func (d *Daemon) Err() error { return d.err }
+// Err is the process's exit (nil for 0); read it after Exited. An exit the
+// test has read is the test's to judge, not the cleanup's.
+func (d *Daemon) Err() error {
+	d.seen.Store(true)
+	return d.err
+}
 
 // Running reports whether the process has not exited yet.
 func (d *Daemon) Running() bool {
