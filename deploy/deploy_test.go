@@ -86,10 +86,7 @@ func kustomize(t *testing.T, dir string) []byte {
 	t.Helper()
 	kubectl, err := exec.LookPath("kubectl")
 	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("kubectl is needed to render %s: %v", dir, err)
-		}
-		t.Skipf("kubectl not found, cannot render %s: %v", dir, err)
+		testutil.SkipUnlessCI(t, "kubectl not found, cannot render %s: %v", dir, err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -155,6 +152,7 @@ func renderDaemonSet(t *testing.T, dir string) *appsv1.DaemonSet {
 }
 
 func TestDecodeStrict(t *testing.T) {
+	const rule = "apiVersion: readiness.node.x-k8s.io/v1alpha1\nkind: NodeReadinessRule\nmetadata:\n  name: r\nspec:\n"
 	tests := []struct {
 		name    string
 		doc     string
@@ -184,6 +182,13 @@ func TestDecodeStrict(t *testing.T) {
 			doc:     "---\n",
 			wantErr: "no documents",
 		},
+		{name: "rule", doc: rule + "  conditions:\n    - type: a.io/B\n      requiredStatus: \"True\"\n  enforcementMode: continuous\n  taint:\n    key: readiness.k8s.io/X\n    effect: NoSchedule\n  nodeSelector: {}\n"},
+		{name: "rule with a misspelt field", doc: rule + "  conditions:\n    - type: a.io/B\n      requieredStatus: \"True\"\n", wantErr: "requieredStatus"},
+		{name: "rule with status", doc: rule + "  nodeSelector: {}\nstatus:\n  appliedNodes: []\n", wantErr: "status"},
+		{name: "cluster role", doc: "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: r\nrules:\n  - apiGroups: [\"\"]\n    resources: [nodes]\n    verbs: [get]\n"},
+		{name: "cluster role with a misspelt field", doc: "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: r\nrules:\n  - apiGroup: [\"\"]\n", wantErr: "apiGroup"},
+		{name: "binding", doc: "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata:\n  name: b\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: r\nsubjects:\n  - kind: ServiceAccount\n    name: s\n    namespace: n\n"},
+		{name: "namespaced role", doc: "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata:\n  name: r\n", wantErr: "unexpected kind"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -729,36 +734,23 @@ func checkServed(t *testing.T, readyPath, livePath, metricsPath string) {
 		"--status-file="+statusFile, "--ovsdb=unix:"+filepath.Join(dir, "db.sock"), "--ovs-rundir="+dir)
 	exited, stderr := d.Exited(), d.Stderr
 
-	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	get := func(addr, path string) (int, string, error) {
-		resp, err := client.Get("http://" + addr + path)
-		if err != nil {
-			return 0, "", err
-		}
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), err
+	var code int
+	var body string
+	live := testutil.Poll(30*time.Second, func() bool {
+		code, body = testutil.Get("http://" + probeAddr + livePath)
+		return code == http.StatusOK || !d.Running()
+	})
+	select {
+	case <-exited:
+		t.Fatalf("ovsgate serve exited early (%v): %s", d.Err(), stderr.String())
+	default:
 	}
-
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		code, _, err := get(probeAddr, livePath)
-		if err == nil && code == http.StatusOK {
-			break
-		}
-		select {
-		case <-exited:
-			t.Fatalf("ovsgate serve exited early (%v): %s", d.Err(), stderr.String())
-		default:
-		}
-		require.True(t, time.Now().Before(deadline), "%s never answered 200 (last: %d, %v): %s", livePath, code, err, stderr.String())
-		time.Sleep(50 * time.Millisecond) // poll interval, not synchronisation
-	}
-	code, body, err := get(probeAddr, readyPath)
-	require.NoError(t, err)
+	require.True(t, live, "%s never answered 200 (last: %d, %s): %s", livePath, code, body, stderr.String())
+	code, body = testutil.Get("http://" + probeAddr + readyPath)
+	require.NotZero(t, code, body)
 	assert.Equal(t, http.StatusServiceUnavailable, code, "%s without OVS: %s", readyPath, body)
-	code, body, err = get(metricsAddr, metricsPath)
-	require.NoError(t, err)
+	code, body = testutil.Get("http://" + metricsAddr + metricsPath)
+	require.NotZero(t, code, body)
 	assert.Equal(t, http.StatusOK, code, metricsPath)
 	assert.Contains(t, body, "ovsgate_ready ")
 

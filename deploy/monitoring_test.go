@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -444,20 +443,9 @@ func TestUnexported(t *testing.T) {
 	}
 }
 
-// httpGet fetches url and returns the status code and body.
-func httpGet(client *http.Client, url string) (int, string, error) {
-	resp, err := client.Get(url)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
-}
-
 // startReadyServe runs the real `ovsgate serve` against s until the test
 // ends, waits until its /readyz answers 200 and returns its metrics address.
-func startReadyServe(t *testing.T, s *ovstest.Sandbox, client *http.Client) string {
+func startReadyServe(t *testing.T, s *ovstest.Sandbox) string {
 	t.Helper()
 	probeAddr, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	d := testutil.StartOvsgate(t, ovsgateBin, nil, "serve", "--bridge=br-int",
@@ -474,8 +462,8 @@ func startReadyServe(t *testing.T, s *ovstest.Sandbox, client *http.Client) stri
 			return true
 		default:
 		}
-		code, body, err := httpGet(client, "http://"+probeAddr+"/readyz?verbose")
-		last = fmt.Sprintf("%d %q %v", code, body, err)
+		code, body := testutil.Get("http://" + probeAddr + "/readyz?verbose")
+		last = fmt.Sprintf("%d %q", code, body)
 		return code == http.StatusOK
 	})
 	select {
@@ -496,12 +484,9 @@ func TestMonitoringMetricsExported(t *testing.T) {
 	}), "the alerts and the dashboard select no ovsgate metric")
 
 	s := ovstest.Start(t, "br-int")
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	t.Cleanup(client.CloseIdleConnections)
-	metricsAddr := startReadyServe(t, s, client)
+	metricsAddr := startReadyServe(t, s)
 
-	code, body, err := httpGet(client, "http://"+metricsAddr+"/metrics")
-	require.NoError(t, err)
+	code, body := testutil.Get("http://" + metricsAddr + "/metrics")
 	require.Equal(t, http.StatusOK, code, body)
 	p := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := p.TextToMetricFamilies(strings.NewReader(body))
