@@ -143,15 +143,10 @@ func TestUnknownVariableWarns(t *testing.T) {
 // serve --timeout warns, at warning level, once.
 func TestServeTimeoutWarns(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(binary, "serve", "--timeout", "200ms", "--ovsdb", "unix:"+dir+"/db.sock", "--ovs-rundir", dir,
+	d := testutil.StartOvsgate(t, binary, nil, "serve", "--timeout", "200ms", "--ovsdb", "unix:"+dir+"/db.sock", "--ovs-rundir", dir,
 		"--status-file", "", "--health-probe-bind-address", testutil.FreeAddr(t), "--metrics-bind-address", "0")
-	cmd.Env = cleanEnv()
-	var stderr testutil.SyncBuffer
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() })
-	require.True(t, ovstest.Poll(10*time.Second, func() bool { return strings.Contains(stderr.String(), "Still not ready") }))
-	for _, line := range stderr.Lines() {
+	require.True(t, testutil.Poll(10*time.Second, func() bool { return strings.Contains(d.Stderr.String(), "Still not ready") }))
+	for _, line := range d.Stderr.Lines() {
 		if strings.Contains(line, "Still not ready") {
 			assert.True(t, strings.HasPrefix(line, "W"), "a warning: %s", line)
 			assert.Contains(t, line, "Still not ready after 200ms: OVSDB: not connected")
@@ -239,27 +234,18 @@ func TestEnvironment(t *testing.T) {
 func TestWaitSucceedsOnceBridgeAppears(t *testing.T) {
 	s := ovstest.Start(t)
 	statusFile := filepath.Join(t.TempDir(), "run", "status.json")
-	cmd := exec.Command(binary, append([]string{"wait", "--status-file", statusFile, "--timeout", "60s"}, sandboxArgs(s)...)...)
-	cmd.Env = cleanEnv()
-	var stderr testutil.SyncBuffer
-	cmd.Stderr = &stderr
-	require.NoError(t, cmd.Start())
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	d := testutil.StartOvsgate(t, binary, nil, append([]string{"wait", "--status-file", statusFile, "--timeout", "60s"}, sandboxArgs(s)...)...)
 
 	s.Eventually(10*time.Second, "progress line", func() bool {
-		return strings.Contains(stderr.String(), "not ready: bridge br-int: bridge does not exist in OVSDB")
+		return strings.Contains(d.Stderr.String(), "not ready: bridge br-int: bridge does not exist in OVSDB")
 	})
 	s.AddBridge("br-int")
-	select {
-	case err := <-done:
-		require.NoError(t, err, stderr.String())
-	case <-time.After(20 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
-		t.Fatalf("wait did not return: %s", stderr.String())
+	if !testutil.Poll(20*time.Second, func() bool { return !d.Running() }) {
+		d.Kill()
+		t.Fatalf("wait did not return: %s", d.Stderr.String())
 	}
-	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	require.NoError(t, d.Err(), d.Stderr.String())
+	lines := strings.Split(strings.TrimSpace(d.Stderr.String()), "\n")
 	// Between "does not exist" and ready, OVSDB may show the row before its
 	// datapath ID, and the features may be in flight for a moment: each is
 	// one more state, one more line, never a repeated one.
@@ -286,7 +272,6 @@ func TestWaitTimesOut(t *testing.T) {
 	assert.Contains(t, r.Stderr, "ovsgate: timed out after 500ms: bridge br-late: bridge does not exist in OVSDB")
 }
 
-// daemon is a running `ovsgate serve`.
 // daemon is an `ovsgate serve` against a sandbox, on free loopback ports.
 type daemon struct {
 	*testutil.Daemon
