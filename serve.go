@@ -213,7 +213,11 @@ func (o *serveOptions) run(ctx context.Context, writer *nodecondition.Writer) er
 		}()
 	}
 
-	pub := &publisher{probe: prb, metrics: metrics, file: file, node: writer}
+	// The node condition hears of the gate only once it has settled: what
+	// comes before (starting, connecting) is no verdict on OVS, and writing
+	// it would turn a node's True condition False on every restart of
+	// ovsgate that takes longer than the writer's merge window to settle.
+	pub := &publisher{probe: prb, metrics: metrics, file: file}
 	updates := g.Subscribe()
 	settled := g.Settled()
 	var notReadyWarning <-chan time.Time
@@ -231,6 +235,10 @@ loop:
 		case <-settled:
 			settled = nil
 			metrics.CountFrom(g.Status())
+			if writer != nil {
+				pub.node = writer
+				writer.Update(g.Status())
+			}
 		case <-notReadyWarning:
 			if s := g.Status(); !s.Ready {
 				klog.Warningf("Still not ready after %s: %s", o.timeout, s.Reason)
