@@ -131,10 +131,9 @@ type Writer struct {
 	metrics *metrics
 	running atomic.Bool
 
-	mu       sync.Mutex
-	want     desired
-	haveWant bool
-	kick     chan struct{} // holds one wake-up for Run; Update never waits on it
+	mu   sync.Mutex
+	want desired       // zero until the first Update: desiredFor never returns it
+	kick chan struct{} // holds one wake-up for Run; Update never waits on it
 }
 
 // New returns a Writer for cfg that reaches the API server as kube says:
@@ -166,8 +165,8 @@ func (w *Writer) Collectors() []prometheus.Collector {
 func (w *Writer) Update(s gate.Status) {
 	d := desiredFor(s)
 	w.mu.Lock()
-	changed := !w.haveWant || w.want != d
-	w.want, w.haveWant = d, true
+	changed := w.want != d
+	w.want = d
 	w.mu.Unlock()
 	if changed {
 		select {
@@ -180,7 +179,7 @@ func (w *Writer) Update(s gate.Status) {
 func (w *Writer) latest() (desired, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.want, w.haveWant
+	return w.want, w.want != desired{}
 }
 
 // Run writes the condition until ctx is done. It writes nothing on the way
