@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -277,18 +278,20 @@ func (w *Watcher) Snapshot() Snapshot {
 // says so: ovn-controller sets this one when it sets the flag itself.
 var flowRestoreOwnerKeys = map[string]string{"ovn-managed-flow-restore-wait": "ovn-controller"}
 
+// systemInfo reads the Open_vSwitch row's keys as ovs-vswitchd does:
+// "true" and "try" in any case.
 func systemInfo(sys *system) SystemInfo {
 	info := SystemInfo{
 		Known:           true,
-		FlowRestoreWait: sys.OtherConfig["flow-restore-wait"] == "true",
+		FlowRestoreWait: strings.EqualFold(sys.OtherConfig["flow-restore-wait"], "true"),
 		DPDKInitialized: sys.DPDKInitialized,
 	}
-	switch v := sys.OtherConfig["dpdk-init"]; v {
+	switch v := strings.ToLower(sys.OtherConfig["dpdk-init"]); v {
 	case "true", "try":
 		info.DPDKInit = v
 	}
 	for key, owner := range flowRestoreOwnerKeys {
-		if sys.ExternalIDs[key] == "true" || sys.OtherConfig[key] == "true" {
+		if strings.EqualFold(sys.ExternalIDs[key], "true") || strings.EqualFold(sys.OtherConfig[key], "true") {
 			info.FlowRestoreWaitOwner = owner
 		}
 	}

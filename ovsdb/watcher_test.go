@@ -531,3 +531,23 @@ func TestWatcherSystemAndPorts(t *testing.T) {
 	snap = waitSnapshot(t, w, "patch0 failing", func(s Snapshot) bool { return s.Ports["patch0"].OFPort == -1 })
 	assert.Contains(t, snap.Ports["patch0"].Error, "patch type requires valid 'peer' argument")
 }
+
+// ovs-vswitchd reads these keys without regard to case: so does the
+// watcher, or "True" would stop forwarding while ovsgate says it does not.
+func TestSystemInfoIgnoresCase(t *testing.T) {
+	for _, tc := range []struct {
+		other, ext map[string]string
+		want       SystemInfo
+	}{
+		{other: map[string]string{"flow-restore-wait": "True", "dpdk-init": "TRY"},
+			want: SystemInfo{Known: true, FlowRestoreWait: true, DPDKInit: "try"}},
+		{other: map[string]string{"flow-restore-wait": "false", "dpdk-init": "True"},
+			want: SystemInfo{Known: true, DPDKInit: "true"}},
+		{other: map[string]string{"flow-restore-wait": "yes", "dpdk-init": "no"},
+			want: SystemInfo{Known: true}},
+		{other: map[string]string{"flow-restore-wait": "TRUE"}, ext: map[string]string{"ovn-managed-flow-restore-wait": "True"},
+			want: SystemInfo{Known: true, FlowRestoreWait: true, FlowRestoreWaitOwner: "ovn-controller"}},
+	} {
+		assert.Equal(t, tc.want, systemInfo(&system{OtherConfig: tc.other, ExternalIDs: tc.ext}), "%v %v", tc.other, tc.ext)
+	}
+}
