@@ -89,7 +89,10 @@ func (r *reconciler) close() { r.vs.close() }
 func (r *reconciler) reconcile(now time.Time) time.Duration {
 	snap := r.watcher.Snapshot()
 	r.vs.checkLost(now)
+	// While OVSDB is away the row is unknown, not cleared: a flag that is
+	// still set after a reconnect keeps the time it was first seen.
 	switch {
+	case !snap.System.Known:
 	case !snap.System.FlowRestoreWait:
 		r.flowRestoreWaitSince = time.Time{}
 	case r.flowRestoreWaitSince.IsZero():

@@ -51,6 +51,18 @@ func TestFlowRestoreWait(t *testing.T) {
 	st = node.waitFor(5*time.Second, "the owner named", func(st Status) bool { return strings.Contains(st.Reason, "ovn-controller") })
 	assert.Equal(t, "ovn-controller", st.VSwitchd.FlowRestoreWaitBy)
 
+	// ovsdb-server restarting clears nothing: once it is back with the flag
+	// still set, the flag keeps the time it was first seen, so that an
+	// alert on a stuck flag is not reset by every OVSDB blip.
+	require.NotNil(t, st.VSwitchd.FlowRestoreWaitSince)
+	since := st.VSwitchd.FlowRestoreWaitSince.Time
+	s.StopOVSDB()
+	node.waitFor(10*time.Second, "OVSDB lost", func(st Status) bool { return !st.OVSDB.Connected })
+	s.StartOVSDB()
+	st = node.waitFor(10*time.Second, "OVSDB back, flag still set", func(st Status) bool { return st.OVSDB.Connected && st.VSwitchd.FlowRestoreWait })
+	require.NotNil(t, st.VSwitchd.FlowRestoreWaitSince)
+	assert.True(t, since.Equal(st.VSwitchd.FlowRestoreWaitSince.Time), "since %v, now %v", since, st.VSwitchd.FlowRestoreWaitSince)
+
 	s.VsctlNoWait("remove", "open", ".", "other_config", "flow-restore-wait")
 	st = node.waitFor(5*time.Second, "ready once cleared", ready)
 	assert.False(t, st.VSwitchd.FlowRestoreWait)
