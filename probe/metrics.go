@@ -82,7 +82,7 @@ func (m *Metrics) Register(cs ...prometheus.Collector) { m.registry.MustRegister
 func (m *Metrics) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{}))
-	return methods(mux)
+	return mux
 }
 
 // CountFrom makes s the state that transitions are counted from: the

@@ -64,12 +64,15 @@ func NewProbe(alive func() error) *Probe {
 	p := &Probe{alive: alive}
 	mux := http.NewServeMux()
 	// A "GET" pattern also matches HEAD; the server then drops the body.
+	// The mux answers any other method on these paths with 405 and
+	// "Allow: GET, HEAD", and any path not here with 404, whatever the
+	// method.
 	mux.HandleFunc("GET /livez", p.livez)
 	mux.HandleFunc("GET /healthz", p.livez)
 	mux.HandleFunc("GET /readyz", p.readyz)
 	mux.HandleFunc("GET /readyz/{name...}", p.readyzCheck)
 	mux.HandleFunc("GET /status", p.status)
-	p.h = methods(mux)
+	p.h = mux
 	return p
 }
 
@@ -243,9 +246,6 @@ var (
 	textPlain       = []string{"text/plain; charset=utf-8"}
 	applicationJSON = []string{"application/json"}
 	nosniff         = []string{"nosniff"}
-	allowGetHead    = []string{"GET, HEAD"}
-	notAllowedBody  = []byte("method not allowed\n")
-	notFoundBody    = []byte("not found\n")
 )
 
 // writeText writes one plain-text answer: headers once, then the body.
@@ -255,23 +255,4 @@ func writeText(w http.ResponseWriter, code int, body []byte) {
 	h["X-Content-Type-Options"] = nosniff
 	w.WriteHeader(code)
 	_, _ = w.Write(body)
-}
-
-// methods answers 405 to anything but GET and HEAD on a path mux serves,
-// and 404 on any other path, whatever the method; GET and HEAD go to mux.
-func methods(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			get := *r
-			get.Method = http.MethodGet
-			if _, pattern := mux.Handler(&get); pattern == "" {
-				writeText(w, http.StatusNotFound, notFoundBody)
-				return
-			}
-			w.Header()["Allow"] = allowGetHead
-			writeText(w, http.StatusMethodNotAllowed, notAllowedBody)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
 }

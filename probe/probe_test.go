@@ -180,7 +180,7 @@ func TestProbeMethodNotAllowed(t *testing.T) {
 					rec := do(t, h, m, path)
 					assert.Equal(t, 405, rec.Code, "%s %s %s", name, m, path)
 					assert.Equal(t, "GET, HEAD", rec.Header().Get("Allow"), "%s %s %s", name, m, path)
-					assert.Equal(t, "method not allowed\n", rec.Body.String())
+					assert.Equal(t, "Method Not Allowed\n", rec.Body.String())
 					assert.Equal(t, "text/plain; charset=utf-8", rec.Header().Get("Content-Type"))
 					assert.Equal(t, "nosniff", rec.Header().Get("X-Content-Type-Options"))
 				}
