@@ -338,16 +338,9 @@ func (e *env) reaction(n int) (gate, decided, shell, poll1s []time.Duration, err
 // readySince is the "updated" time of a ready status file: when the gate
 // turned ready.
 func (e *env) readySince() (time.Time, error) {
-	b, err := os.ReadFile(e.statusFile)
+	s, err := e.status()
 	if err != nil {
 		return time.Time{}, err
-	}
-	var s struct {
-		Ready   bool      `json:"ready"`
-		Updated time.Time `json:"updated"`
-	}
-	if err := json.Unmarshal(b, &s); err != nil {
-		return time.Time{}, fmt.Errorf("status file: %w", err)
 	}
 	if !s.Ready || s.Updated.IsZero() {
 		return time.Time{}, fmt.Errorf("status file: not ready with its time (ready %v, updated %v)", s.Ready, s.Updated)
@@ -487,30 +480,34 @@ func readyAt(addr string) bool {
 	return r.StatusCode == 200
 }
 
-func (e *env) status() (ready bool, pid int) {
-	b, err := os.ReadFile(e.statusFile)
-	if err != nil {
-		return false, 0
-	}
-	var s struct {
-		Ready    bool `json:"ready"`
-		VSwitchd struct {
-			PID int `json:"pid"`
-		} `json:"vswitchd"`
-	}
-	if json.Unmarshal(b, &s) != nil {
-		return false, 0
-	}
-	return s.Ready, s.VSwitchd.PID
+// fileStatus is what the bench reads of serve's status file.
+type fileStatus struct {
+	Ready    bool      `json:"ready"`
+	Updated  time.Time `json:"updated"`
+	VSwitchd struct {
+		PID int `json:"pid"`
+	} `json:"vswitchd"`
 }
 
-func (e *env) fileReady() bool { r, _ := e.status(); return r }
-func (e *env) filePID() int {
-	r, p := e.status()
-	if !r {
-		return 0
+// status reads serve's status file.
+func (e *env) status() (fileStatus, error) {
+	var s fileStatus
+	b, err := os.ReadFile(e.statusFile)
+	if err != nil {
+		return s, err
 	}
-	return p
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("status file: %w", err)
+	}
+	return s, nil
+}
+
+func (e *env) fileReady() bool { s, err := e.status(); return err == nil && s.Ready }
+func (e *env) filePID() int {
+	if s, err := e.status(); err == nil && s.Ready {
+		return s.VSwitchd.PID
+	}
+	return 0
 }
 
 func vswitchdPID(dir string) int {

@@ -18,7 +18,9 @@ type fileEvents struct {
 }
 
 func watchDir(dir string) (*fileEvents, error) {
-	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC)
+	// Non-blocking, so that Go's poller owns the descriptor and close
+	// ends the reader below at once instead of at the next event.
+	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC | syscall.IN_NONBLOCK)
 	if err != nil {
 		return nil, err
 	}

@@ -62,8 +62,9 @@ func httpCost(serverPID int, url string, n, clients int, gap time.Duration) (pro
 		}
 	}
 	elapsed := time.Since(start)
-	per := func(d time.Duration) time.Duration { return d / time.Duration(n) }
-	return probeCost{cpu: per(cpuOf(serverPID) - before), prober: per(selfCPU() - self)}, float64(n) / elapsed.Seconds(), nil
+	sent := clients * (n / clients)
+	per := func(d time.Duration) time.Duration { return d / time.Duration(sent) }
+	return probeCost{cpu: per(cpuOf(serverPID) - before), prober: per(selfCPU() - self)}, float64(sent) / elapsed.Seconds(), nil
 }
 
 // execCost runs a command n times, gap apart, and returns its own CPU per
@@ -133,12 +134,12 @@ func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discardWriter) WriteHeader(int)             {}
 
-// startServer runs this program again as one of its internal servers
-// (flag names it) on a free address, and returns the process, its address
+// startServer runs a server, name with args and then a free address to
+// listen on, waits until it answers, and returns the process, its address
 // and a function that stops it.
-func startServer(self, flag string) (*exec.Cmd, string, func(), error) {
+func startServer(name string, args ...string) (*exec.Cmd, string, func(), error) {
 	addr := freeAddr()
-	cmd := exec.Command(self, flag, addr)
+	cmd := exec.Command(name, append(args, addr)...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, "", nil, err
@@ -146,7 +147,7 @@ func startServer(self, flag string) (*exec.Cmd, string, func(), error) {
 	stop := func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
 	if !poll(10*time.Second, func() bool { return readyAt(addr) }) {
 		stop()
-		return nil, "", nil, fmt.Errorf("%s %s never answered", flag, addr)
+		return nil, "", nil, fmt.Errorf("%s %s never answered on %s", name, strings.Join(args, " "), addr)
 	}
 	return cmd, addr, stop, nil
 }

@@ -39,16 +39,11 @@ func floorMemory(dir string) (floorMem, error) {
 		return fm, err
 	}
 	fm.binBytes = fi.Size()
-	addr := freeAddr()
-	cmd := exec.Command(bin, addr)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
+	cmd, addr, stop, err := startServer(bin)
+	if err != nil {
 		return fm, err
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	if !poll(10*time.Second, func() bool { return readyAt(addr) }) {
-		return fm, fmt.Errorf("the floor server on %s never answered", addr)
-	}
+	defer stop()
 	pid := cmd.Process.Pid
 	if _, _, err := httpCost(pid, "http://"+addr+"/readyz", soakWarmup, soakClients, 0); err != nil {
 		return fm, err
