@@ -62,6 +62,8 @@ func TestFlowRestoreWait(t *testing.T) {
 	st = node.waitFor(10*time.Second, "OVSDB back, flag still set", func(st Status) bool { return st.OVSDB.Connected && st.VSwitchd.FlowRestoreWait })
 	require.NotNil(t, st.VSwitchd.FlowRestoreWaitSince)
 	assert.True(t, since.Equal(st.VSwitchd.FlowRestoreWaitSince.Time), "since %v, now %v", since, st.VSwitchd.FlowRestoreWaitSince)
+	// The agent's gate lost OVSDB too: it is back as it was before going on.
+	agent.waitFor(10*time.Second, "the agent's gate ready again", func(st Status) bool { return st.Ready && st.VSwitchd.FlowRestoreWait })
 
 	s.VsctlNoWait("remove", "open", ".", "other_config", "flow-restore-wait")
 	st = node.waitFor(5*time.Second, "ready once cleared", ready)
