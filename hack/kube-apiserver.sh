@@ -1,35 +1,48 @@
 #!/usr/bin/env bash
 # Build, locate and run a real kube-apiserver (on Debian's etcd) for the
-# integration tests in internal/kubetest. No Docker, kind or envtest download.
+# integration tests in internal/kubetest, and the kube-scheduler of the same
+# release for the end-to-end scheduling tests. No Docker, kind or envtest download.
 #
-#   hack/kube-apiserver.sh build        build kube-apiserver once and cache it; prints its path
-#   hack/kube-apiserver.sh path         print the cached binary's path; exit 1 when not built
+#   hack/kube-apiserver.sh build [COMPONENT]   build kube-apiserver (or kube-scheduler) once and cache it; prints its path
+#   hack/kube-apiserver.sh path [COMPONENT]    print the cached binary's path; exit 1 when not built
 #   hack/kube-apiserver.sh deps         install etcd (Debian's etcd-server) when missing
 #   hack/kube-apiserver.sh start DIR    run etcd + kube-apiserver with their state in DIR
 #   hack/kube-apiserver.sh stop  DIR    stop the daemons this script started in DIR
 #
-# The binary is cached outside the repository, keyed by version, so a fresh
+# Each binary is cached outside the repository, keyed by version, so a fresh
 # clone on the same machine reuses it:
-#   ${OVSGATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ovsgate}/kube-apiserver-v1.37.2
-# A cold build takes 7 to 13 minutes on 2 cores and peaks at about 2.3 GB of
-# compiler memory; a cached binary costs nothing.
+#   ${OVSGATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ovsgate}/COMPONENT-v1.37.2
+# A cold kube-apiserver build takes 7 to 13 minutes on 2 cores and peaks at
+# about 2.3 GB of compiler memory; kube-scheduler after it shares the Go build
+# cache and takes 2 to 3 minutes. A cached binary costs nothing. Both builds
+# take one lock, so concurrent callers never build the same module twice.
 set -o errexit -o nounset -o pipefail
 
 version=v1.37.2
 # The staging modules (k8s.io/api, client-go, ...) are published as v0.MINOR.PATCH.
 staging_version=v0.${version#v1.}
 cache_dir=${OVSGATE_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/ovsgate}
-bin=$cache_dir/kube-apiserver-$version
+component=kube-apiserver
+bin=$cache_dir/$component-$version
 
 die() { echo "kube-apiserver.sh: $*" >&2; exit 1; }
+
+# pick COMPONENT sets component and bin; only the two this script knows.
+pick() {
+  case ${1:-kube-apiserver} in
+  kube-apiserver | kube-scheduler) component=${1:-kube-apiserver} ;;
+  *) die "unknown component \"$1\": kube-apiserver or kube-scheduler" ;;
+  esac
+  bin=$cache_dir/$component-$version
+}
 
 built() { [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -qx "Kubernetes $version"; }
 
 build() {
-  command -v go >/dev/null || die "go not found: install Go to build kube-apiserver"
+  command -v go >/dev/null || die "go not found: install Go to build $component"
   mkdir -p "$cache_dir"
   # One build at a time per cache: a second caller waits and then finds the binary.
-  exec 9>"$cache_dir/.kube-apiserver-$version.lock"
+  exec 9>"$cache_dir/.kubernetes-$version.lock"
   flock 9
   if built; then
     echo "$bin"
@@ -41,7 +54,7 @@ build() {
   # The copied module is read-only until chmod; make it writable so rm can
   # remove it. An interrupted build also leaves no temporary binary behind.
   trap "chmod -R u+w '$tmp' 2>/dev/null; rm -rf '$tmp' '$bin.tmp.$$'" EXIT
-  echo "kube-apiserver.sh: building kube-apiserver $version (cold: 7-13 min, ~2.3 GB RAM)" >&2
+  echo "kube-apiserver.sh: building $component $version (cold: 7-13 min, ~2.3 GB RAM)" >&2
 
   # go install refuses k8s.io/kubernetes (its go.mod has replace directives),
   # so build from a writable copy of the module zip instead.
@@ -81,7 +94,7 @@ build() {
   # Build into the cache folder and rename, so an interrupted build never
   # leaves a half-written binary under the final name.
   GOWORK=off GOFLAGS=-mod=mod CGO_ENABLED=0 \
-    go build -trimpath -ldflags "$ldflags" -o "$bin.tmp.$$" ./cmd/kube-apiserver
+    go build -trimpath -ldflags "$ldflags" -o "$bin.tmp.$$" "./cmd/$component"
   mv -f "$bin.tmp.$$" "$bin"
   cd / && built || die "built $bin but its --version is not Kubernetes $version"
   echo "$bin"
@@ -208,9 +221,13 @@ EOF
 }
 
 case ${1:-} in
-build) build ;;
+build)
+  pick "${2:-}"
+  build
+  ;;
 path)
-  built || die "kube-apiserver $version not built: run hack/kube-apiserver.sh build (or make test)"
+  pick "${2:-}"
+  built || die "$component $version not built: run hack/kube-apiserver.sh build${2:+ $2} (or make test)"
   echo "$bin"
   ;;
 deps) deps ;;
@@ -229,7 +246,7 @@ start | stop)
   fi
   ;;
 *)
-  echo "usage: $0 build|path|deps|start DIR|stop DIR" >&2
+  echo "usage: $0 build [COMPONENT]|path [COMPONENT]|deps|start DIR|stop DIR" >&2
   exit 2
   ;;
 esac
