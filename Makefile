@@ -42,8 +42,10 @@ deps: need-go
 
 # test-deps adds what the tests need: etcd and a kube-apiserver built from
 # the Go module proxy (cached outside the checkout, so only the first run on
-# a machine pays for it: 7 to 13 minutes).
+# a machine pays for it: 7 to 13 minutes), and promtool for the alerts' unit
+# tests (taken out of Debian's prometheus package; no Prometheus server).
 test-deps: deps need-cc
+	hack/install-promtool.sh
 	hack/kube-apiserver.sh deps
 	hack/kube-apiserver.sh build >/dev/null
 

@@ -122,18 +122,50 @@ func readRuleGroups(t *testing.T) *rulefmt.RuleGroups {
 	return groups
 }
 
-// dropsInstance reports an aggregation that loses the instance label: an
-// alert must say which node it is about.
+// dropsInstance reports an aggregation that loses both the instance and the
+// node label: an alert must say which node it is about.
 func dropsInstance(expr parser.Expr) error {
 	var errs []error
 	parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
 		agg, ok := n.(*parser.AggregateExpr)
-		if ok && agg.Without == slices.Contains(agg.Grouping, "instance") {
-			errs = append(errs, fmt.Errorf("%s drops the instance label", agg))
+		if !ok {
+			return nil
+		}
+		kept := func(label string) bool { return agg.Without != slices.Contains(agg.Grouping, label) }
+		if !kept("instance") && !kept("node") {
+			errs = append(errs, fmt.Errorf("%s drops the instance and node labels", agg))
 		}
 		return nil
 	})
 	return errors.Join(errs...)
+}
+
+func TestDropsInstance(t *testing.T) {
+	tests := []struct {
+		expr    string
+		wantErr bool
+	}{
+		{expr: `up == 0`},
+		{expr: `sum by (instance, le) (rate(h_bucket[5m]))`},
+		{expr: `max by (node) (kube_node_info)`},
+		{expr: `sum without (le) (rate(h_bucket[5m]))`},
+		{expr: `sum without (instance) (rate(h_bucket[5m]))`},
+		{expr: `sum by (le) (rate(h_bucket[5m]))`, wantErr: true},
+		{expr: `count(up)`, wantErr: true},
+		{expr: `sum without (instance, node) (up)`, wantErr: true},
+		{expr: `up unless on (node) max by (job) (up)`, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			expr, err := promQL.ParseExpr(tt.expr)
+			require.NoError(t, err)
+			if tt.wantErr {
+				assert.Error(t, dropsInstance(expr))
+				return
+			}
+			assert.NoError(t, dropsInstance(expr))
+		})
+	}
 }
 
 func TestPrometheusRule(t *testing.T) {
