@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
@@ -531,49 +530,5 @@ func TestMonitoringMetricsExported(t *testing.T) {
 	}
 	for _, name := range unexported(used, exported) {
 		t.Errorf("%s selects %s, which ovsgate does not export", strings.Join(used[name], ", "), name)
-	}
-}
-
-// --- the kustomization -------------------------------------------------------
-
-func TestMonitoringKustomization(t *testing.T) {
-	out := kustomize(t, monitoringDir)
-	var (
-		cms   []*corev1.ConfigMap
-		rules []*rulefmt.RuleGroups
-	)
-	for i, doc := range docSeparator.Split(string(out), -1) {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		var tm metav1.TypeMeta
-		require.NoError(t, yaml.Unmarshal([]byte(doc), &tm), "document %d", i)
-		switch tm.APIVersion + "/" + tm.Kind {
-		case "v1/ConfigMap":
-			var cm corev1.ConfigMap
-			require.NoError(t, yaml.UnmarshalStrict([]byte(doc), &cm), "document %d", i)
-			cms = append(cms, &cm)
-		case "monitoring.coreos.com/v1/PrometheusRule":
-			_, groups, err := parsePrometheusRule([]byte(doc))
-			require.NoError(t, err, "document %d", i)
-			rules = append(rules, groups)
-		default:
-			t.Fatalf("document %d: unexpected kind %q of %q", i, tm.Kind, tm.APIVersion)
-		}
-	}
-
-	require.Len(t, rules, 1, "one PrometheusRule")
-	assert.Equal(t, readRuleGroups(t), rules[0], "the rendering carries %s unchanged", rulePath)
-
-	require.Len(t, cms, 1, "one ConfigMap, the dashboard")
-	cm := cms[0]
-	assert.Equal(t, "1", cm.Labels["grafana_dashboard"], "the label the Grafana sidecar watches")
-	assert.Equal(t, "ovsgate-grafana-dashboard", cm.Name, "a fixed name, no hash suffix")
-	require.Len(t, cm.Data, 1)
-	want, err := os.ReadFile(dashboardPath)
-	require.NoError(t, err)
-	for key, data := range cm.Data {
-		assert.True(t, strings.HasSuffix(key, ".json"), "key %s: Grafana loads *.json files", key)
-		assert.JSONEq(t, string(want), data, "the rendering carries %s unchanged", dashboardPath)
 	}
 }
