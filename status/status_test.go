@@ -29,7 +29,9 @@ const eventTimeout = 20 * time.Second
 
 var t0 = time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
 
-func ts(sec int) *status.Timestamp { return &status.Timestamp{Time: t0.Add(time.Duration(sec) * time.Second)} }
+func ts(sec int) *status.Timestamp {
+	return &status.Timestamp{Time: t0.Add(time.Duration(sec) * time.Second)}
+}
 
 // sample is a status as serve writes it; since 0 means no instance answers.
 func sample(ready bool, reason string, since int) status.Status {
