@@ -18,10 +18,34 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 
+	"github.com/ovsgate/ovsgate/internal/testutil"
 	"github.com/ovsgate/ovsgate/status"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// binary is ovsgate built for the tests that read what a real serve writes.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ovsgate-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary, err = testutil.BuildOvsgate(dir, "")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goroutines left behind:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
 
 // eventTimeout bounds the wait for one event: a notification takes
 // microseconds, the poll a second; the rest is room for a loaded machine.
