@@ -303,4 +303,3 @@ func BenchmarkWatchLatency(b *testing.B) {
 	b.ReportMetric(float64(lat[n*99/100].Microseconds()), "p99-µs")
 	b.ReportMetric(0, "ns/op")
 }
-
