@@ -68,7 +68,6 @@ type nodeReadinessRule struct {
 
 type nodeReadinessRuleSpec struct {
 	Conditions      []conditionRequirement `json:"conditions"`
-	ConditionPolicy string                 `json:"conditionPolicy,omitempty"`
 	EnforcementMode string                 `json:"enforcementMode"`
 	Taint           readinessTaint         `json:"taint"`
 	NodeSelector    *metav1.LabelSelector  `json:"nodeSelector"`
@@ -185,7 +184,6 @@ func TestNodeReadinessOverlay(t *testing.T) {
 		assert.Equal(t, ovsReadyCondition, c.Type)
 		assert.Equal(t, string(corev1.ConditionTrue), c.RequiredStatus)
 		assert.Empty(t, c.DefaultStatus, "not allowed with bootstrap-only")
-		assert.Equal(t, "allOf", rule.Spec.ConditionPolicy)
 		assert.Equal(t, "bootstrap-only", rule.Spec.EnforcementMode,
 			"a rollout of ovsgate or a restart of OVS must not taint running nodes")
 		assert.False(t, rule.Spec.DryRun)
