@@ -42,12 +42,17 @@ deps: need-go
 
 # test-deps adds what the tests need: etcd and a kube-apiserver built from
 # the Go module proxy (cached outside the checkout, so only the first run on
-# a machine pays for it: 7 to 13 minutes), and promtool for the alerts' unit
-# tests (taken out of Debian's prometheus package; no Prometheus server).
+# a machine pays for it: 7 to 13 minutes), then the kube-scheduler of the same
+# release (2 to 3 minutes more) and node-readiness-controller from its release
+# archive beside the checkout (about 5 minutes) for the end-to-end tests in
+# e2e/, and promtool for the alerts' unit tests (taken out of Debian's
+# prometheus package; no Prometheus server). A cached build costs nothing.
 test-deps: deps need-cc
 	hack/install-promtool.sh
 	hack/kube-apiserver.sh deps
 	hack/kube-apiserver.sh build >/dev/null
+	hack/kube-apiserver.sh build kube-scheduler >/dev/null
+	hack/node-readiness-controller.sh build >/dev/null
 
 vet: need-go
 	$(GO) vet ./...

@@ -84,18 +84,7 @@ func testMain(m *testing.M) int {
 // kustomize renders dir with kubectl's built-in kustomize.
 func kustomize(t *testing.T, dir string) []byte {
 	t.Helper()
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		testutil.SkipUnlessCI(t, "kubectl not found, cannot render %s: %v", dir, err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, kubectl, "kustomize", dir)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	require.NoError(t, err, "kubectl kustomize %s: %s", dir, stderr.String())
-	return out
+	return testutil.Kustomize(t, dir)
 }
 
 var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)

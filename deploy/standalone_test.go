@@ -46,6 +46,8 @@ import (
 const (
 	standaloneDir    = "kubernetes/standalone"
 	nodeReadinessDir = "kubernetes/overlays/node-readiness"
+	// The same rule with enforcementMode continuous, under a name of its own.
+	nodeReadinessContinuousDir = "kubernetes/overlays/node-readiness-continuous"
 	// The controller's CRD lives beside the repository, as test data.
 	nodeReadinessCRD = "../../shared/fixtures/node-readiness-controller/readiness.node.x-k8s.io_nodereadinessrules.yaml"
 
@@ -68,7 +70,6 @@ type nodeReadinessRule struct {
 
 type nodeReadinessRuleSpec struct {
 	Conditions      []conditionRequirement `json:"conditions"`
-	ConditionPolicy string                 `json:"conditionPolicy,omitempty"`
 	EnforcementMode string                 `json:"enforcementMode"`
 	Taint           readinessTaint         `json:"taint"`
 	NodeSelector    *metav1.LabelSelector  `json:"nodeSelector"`
@@ -185,7 +186,6 @@ func TestNodeReadinessOverlay(t *testing.T) {
 		assert.Equal(t, ovsReadyCondition, c.Type)
 		assert.Equal(t, string(corev1.ConditionTrue), c.RequiredStatus)
 		assert.Empty(t, c.DefaultStatus, "not allowed with bootstrap-only")
-		assert.Equal(t, "allOf", rule.Spec.ConditionPolicy)
 		assert.Equal(t, "bootstrap-only", rule.Spec.EnforcementMode,
 			"a rollout of ovsgate or a restart of OVS must not taint running nodes")
 		assert.False(t, rule.Spec.DryRun)
@@ -207,6 +207,25 @@ func TestNodeReadinessOverlay(t *testing.T) {
 			return tol.ToleratesTaint(logr.Discard(), &taint, false)
 		}), "the DaemonSet does not tolerate %s", taint.ToString())
 	})
+}
+
+// The continuous overlay is the node-readiness overlay with one change to
+// its rule: enforcementMode, and with it the name (the field is immutable,
+// so switching modes is a new rule).
+func TestNodeReadinessContinuousOverlay(t *testing.T) {
+	r := renderStandalone(t, nodeReadinessContinuousDir)
+	bootstrap := renderStandalone(t, nodeReadinessDir)
+	assert.Equal(t, bootstrap.ds, r.ds)
+	assert.Equal(t, bootstrap.sa, r.sa)
+	assert.Equal(t, bootstrap.role, r.role)
+	assert.Equal(t, bootstrap.binding, r.binding)
+	require.Len(t, r.rules, 1, "one NodeReadinessRule")
+	require.Len(t, bootstrap.rules, 1)
+	rule, want := r.rules[0], *bootstrap.rules[0] // a copy: only strings change below
+	assert.Equal(t, "continuous", rule.Spec.EnforcementMode)
+	assert.NotEqual(t, want.Name, rule.Name, "a rule of its own: enforcementMode is immutable")
+	want.Name, want.Spec.EnforcementMode = rule.Name, rule.Spec.EnforcementMode
+	assert.Equal(t, &want, rule, "the bootstrap-only rule but for its mode and name")
 }
 
 // checkStandalone asserts what holds for the standalone base and every
@@ -548,11 +567,12 @@ func TestStandaloneAPIServer(t *testing.T) {
 	}
 	standalone := renderStandalone(t, standaloneDir)
 	overlay := kustomize(t, nodeReadinessDir)
+	continuous := kustomize(t, nodeReadinessContinuousDir)
 	ovstest.Require(t)
 	c := startCluster(t)
 	ctx := t.Context()
 
-	if !t.Run("apply", func(t *testing.T) { testApply(t, c, crdYAML, standalone.raw, overlay) }) {
+	if !t.Run("apply", func(t *testing.T) { testApply(t, c, crdYAML, standalone.raw, overlay, continuous) }) {
 		return
 	}
 	if !t.Run("service account may write the condition", func(t *testing.T) { testServiceAccountRBAC(t, c, standalone) }) {
@@ -591,9 +611,9 @@ func TestStandaloneAPIServer(t *testing.T) {
 	t.Run("forbidden", func(t *testing.T) { testForbidden(t, c, s, condType) })
 }
 
-// testApply applies the CRD, then every object of both renderings, and
+// testApply applies the CRD, then every object of the renderings, and
 // shows that the API server validates a rule.
-func testApply(t *testing.T, c *cluster, crdYAML, standalone, overlay []byte) {
+func testApply(t *testing.T, c *cluster, crdYAML, standalone, overlay, continuous []byte) {
 	ctx := t.Context()
 	crds := unstructuredDocs(t, crdYAML)
 	require.Len(t, crds, 1)
@@ -613,19 +633,31 @@ func testApply(t *testing.T, c *cluster, crdYAML, standalone, overlay []byte) {
 		require.NoError(t, err)
 	}
 
-	var rule *unstructured.Unstructured
-	for dir, data := range map[string][]byte{standaloneDir: standalone, nodeReadinessDir: overlay} {
+	rules := map[string]*unstructured.Unstructured{}
+	for dir, data := range map[string][]byte{standaloneDir: standalone, nodeReadinessDir: overlay, nodeReadinessContinuousDir: continuous} {
 		for _, obj := range unstructuredDocs(t, data) {
 			assert.NoError(t, c.apply(t, obj), "%s: %s %s", dir, obj.GetKind(), obj.GetName())
 			if obj.GetKind() == "NodeReadinessRule" {
-				rule = obj
+				rules[dir] = obj
 			}
 		}
 	}
-	require.NotNil(t, rule, "the overlay's NodeReadinessRule")
-	stored, err := c.resource(t, rule).Get(ctx, rule.GetName(), metav1.GetOptions{})
-	require.NoError(t, err)
-	assert.Equal(t, rule.Object["spec"], stored.Object["spec"], "the rule as stored")
+	require.Len(t, rules, 2, "a NodeReadinessRule in each overlay")
+	for dir, r := range rules {
+		stored, err := c.resource(t, r).Get(ctx, r.GetName(), metav1.GetOptions{})
+		require.NoError(t, err, dir)
+		assert.Equal(t, r.Object["spec"], stored.Object["spec"], "%s: the rule as stored", dir)
+	}
+	rule := rules[nodeReadinessDir]
+
+	t.Run("enforcementMode is immutable", func(t *testing.T) {
+		changed := rule.DeepCopy()
+		changed.Object["spec"].(map[string]any)["enforcementMode"] = "continuous"
+		err := c.apply(t, changed)
+		require.Error(t, err, "the API server let a rule change its mode")
+		assert.True(t, apierrors.IsInvalid(err), "%v", err)
+		assert.ErrorContains(t, err, "enforcementMode is immutable")
+	})
 
 	t.Run("the API server validates rules", func(t *testing.T) {
 		for _, tc := range []struct {

@@ -176,13 +176,19 @@ func (c *Cluster) AdminClient() kubernetes.Interface {
 // Kubeconfig writes a kubeconfig file for user and returns its path.
 func (c *Cluster) Kubeconfig(t testing.TB, user string) string {
 	t.Helper()
-	cfg := c.RESTConfig(t, user)
+	return c.writeKubeconfig(t, user, c.RESTConfig(t, user).BearerToken)
+}
+
+// writeKubeconfig writes DIR/NAME.kubeconfig, which authenticates with token.
+func (c *Cluster) writeKubeconfig(t testing.TB, name, token string) string {
+	t.Helper()
+	cfg := c.RESTConfig(t, AdminUser)
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
-	kc.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: user}
+	kc.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: token}
+	kc.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: name}
 	kc.CurrentContext = "kubetest"
-	path := filepath.Join(c.dir, user+".kubeconfig")
+	path := filepath.Join(c.dir, name+".kubeconfig")
 	if err := clientcmd.WriteToFile(*kc, path); err != nil {
 		t.Fatalf("kubetest: write kubeconfig: %v", err)
 	}
@@ -313,18 +319,7 @@ func (c *Cluster) startEtcd(t testing.TB, peer string) {
 	c.etcd = p
 	c.mu.Unlock()
 	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	c.waitFor(t, p, "etcd /health", func(ctx context.Context) (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.etcdURL+"/health", nil)
-		if err != nil {
-			return false, err
-		}
-		res, err := hc.Do(req)
-		if err != nil {
-			return false, nil
-		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusOK, nil
-	})
+	c.waitFor(t, p, "etcd /health", httpOK(hc, c.etcdURL+"/health"))
 }
 
 // freePorts returns n distinct loopback ports that nobody listens on now. It
@@ -510,7 +505,11 @@ func tail(path string) string {
 
 // binary finds the cached kube-apiserver through hack/kube-apiserver.sh once
 // per test binary.
-var binary = sync.OnceValues(func() (string, error) {
+var binary = sync.OnceValues(func() (string, error) { return hackPath("kube-apiserver.sh", "path") })
+
+// hackPath runs the repository's hack/SCRIPT with args and returns the last
+// line it prints: the path of what it built or extracted.
+func hackPath(script string, args ...string) (string, error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -518,7 +517,7 @@ var binary = sync.OnceValues(func() (string, error) {
 	for dir := wd; ; dir = filepath.Dir(dir) {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
 			var stderr bytes.Buffer
-			cmd := exec.Command(filepath.Join(dir, "hack", "kube-apiserver.sh"), "path")
+			cmd := exec.Command(filepath.Join(dir, "hack", script), args...)
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()
 			if err != nil {
@@ -532,7 +531,7 @@ var binary = sync.OnceValues(func() (string, error) {
 			return "", fmt.Errorf("no go.mod above %s: run the tests from inside the ovsgate repository", wd)
 		}
 	}
-})
+}
 
 // require returns the kube-apiserver binary's path, or skips t (fails it in
 // CI) when kube-apiserver or etcd is missing.
