@@ -66,9 +66,20 @@ test: test-deps lint vet
 run: deps build
 	hack/run.sh
 
+# fuzz fuzzes every parser, each from its committed seed corpus in
+# appctl/testdata/fuzz (what a real ovs-vswitchd says, and any input that
+# once failed).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDPFeatures$$' -fuzztime $(FUZZTIME) ./appctl/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeReply$$' -fuzztime $(FUZZTIME) ./appctl/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDPIFShow$$' -fuzztime $(FUZZTIME) ./appctl/
+
+# fuzz-seeds captures the seed corpus again from the ovs-vswitchd of a
+# sandbox (after an upgrade of Open vSwitch); go test checks it against the
+# installed release.
+.PHONY: fuzz-seeds
+fuzz-seeds: deps
+	$(GO) test -count=1 -run '^TestCaptureFuzzSeeds$$' ./appctl/ -args -update-fuzz-seeds
 
 clean:
 	-hack/ovs-sandbox.sh stop _sandbox >/dev/null 2>&1
