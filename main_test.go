@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -465,40 +464,7 @@ func TestServeMetricsDisabled(t *testing.T) {
 	})
 	_, probePort, err := net.SplitHostPort(d.probe)
 	require.NoError(t, err)
-	assert.Equal(t, []string{probePort}, listeningPorts(t, d.Cmd.Process.Pid), "the probe listener alone")
-}
-
-// listeningPorts lists the TCP ports on which process pid listens: the
-// listening sockets of /proc/net/tcp{,6} that are among its open files.
-func listeningPorts(t *testing.T, pid int) []string {
-	t.Helper()
-	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
-	require.NoError(t, err)
-	inodes := map[string]bool{}
-	for _, fd := range fds {
-		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
-		if inode, ok := strings.CutPrefix(link, "socket:["); err == nil && ok {
-			inodes[strings.TrimSuffix(inode, "]")] = true
-		}
-	}
-	var ports []string
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, err := os.ReadFile(table)
-		require.NoError(t, err)
-		// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			const listen = "0A"
-			if len(f) < 10 || f[3] != listen || !inodes[f[9]] {
-				continue
-			}
-			_, hexPort, _ := strings.Cut(f[1], ":")
-			port, err := strconv.ParseUint(hexPort, 16, 16)
-			require.NoError(t, err, line)
-			ports = append(ports, strconv.FormatUint(port, 10))
-		}
-	}
-	return ports
+	assert.Equal(t, []string{probePort}, testutil.ListeningPorts(t, d.Cmd.Process.Pid), "the probe listener alone")
 }
 
 func TestServePortInUse(t *testing.T) {
