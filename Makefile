@@ -40,11 +40,13 @@ deps: need-go
 	hack/install-ovs.sh
 	$(GO) mod download
 
-# test-deps adds what the tests need: etcd and a kube-apiserver built from
-# the Go module proxy (cached outside the checkout, so only the first run on
-# a machine pays for it: 7 to 13 minutes).
+# test-deps adds what the tests need: etcd, systemd-analyze (it checks the
+# unit file; Debian's systemd package) and a kube-apiserver built from the
+# Go module proxy (cached outside the checkout, so only the first run on a
+# machine pays for it: 7 to 13 minutes).
 test-deps: deps need-cc
 	hack/kube-apiserver.sh deps
+	command -v systemd-analyze >/dev/null || hack/apt-install.sh systemd
 	hack/kube-apiserver.sh build >/dev/null
 
 vet: need-go
