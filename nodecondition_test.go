@@ -52,12 +52,12 @@ func TestServeNodeConditionWaitsForTheGate(t *testing.T) {
 
 	s.SignalVSwitchd(syscall.SIGSTOP)
 	t.Cleanup(func() { s.SignalVSwitchd(syscall.SIGCONT) })
-	probe, metrics := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	testutil.StartOvsgate(t, binary, nil, "serve", "--ovsdb", s.Endpoint(), "--ovs-rundir", s.RunDir(),
+	d := testutil.StartOvsgate(t, binary, nil, "serve", "--ovsdb", s.Endpoint(), "--ovs-rundir", s.RunDir(),
 		"--status-file", filepath.Join(t.TempDir(), "status.json"),
-		"--health-probe-bind-address", probe, "--metrics-bind-address", metrics,
+		"--health-probe-bind-address", testutil.AnyPort, "--metrics-bind-address", testutil.AnyPort,
 		"--node-condition", typ, "--node-name", node,
 		"--kubeconfig", c.Kubeconfig(t, kubetest.AdminUser), "--node-condition-heartbeat", "1h")
+	probe, metrics := d.Addrs(t)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); <-tick.C {

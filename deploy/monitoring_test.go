@@ -478,13 +478,13 @@ func TestUnexported(t *testing.T) {
 // ends, waits until its /readyz answers 200 and returns its metrics address.
 func startReadyServe(t *testing.T, s *ovstest.Sandbox) string {
 	t.Helper()
-	probeAddr, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	d := testutil.StartOvsgate(t, ovsgateBin, nil, "serve", "--bridge=br-int",
 		"--ovsdb="+s.Endpoint(), "--ovs-rundir="+s.RunDir(),
-		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
+		"--health-probe-bind-address="+testutil.AnyPort, "--metrics-bind-address="+testutil.AnyPort,
 		"--status-file="+filepath.Join(t.TempDir(), "status.json"))
 	exited, stderr := d.Exited(), d.Stderr
 	t.Cleanup(func() { assert.NoError(t, d.Stop(), "serve exits 0 after SIGTERM: %s", stderr.String()) })
+	probeAddr, metricsAddr := d.Addrs(t)
 
 	var last string
 	ready := ovstest.Poll(30*time.Second, func() bool {

@@ -6,9 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -384,10 +382,25 @@ func checkStandalone(t *testing.T, r standaloneRendering) {
 // check, which checkAccepted runs, ignores the variables of serve's own
 // flags. Only the paths on this machine (and the API server, which a pod
 // finds by itself) are replaced, on the command line, which wins. The
-// listeners are the manifest's: if their ports are taken here, the daemon
-// got past every check of its input before it failed to bind.
+// listeners keep the manifest's hosts with port 0, so that the kernel picks
+// free ports here and the manifest's own ports (those of make run, maybe
+// taken) stay out of the test.
 func checkServeEnv(t *testing.T, gc gateContainer) {
 	t.Helper()
+	env := gc.envList()
+	var args []string
+	for _, flag := range []string{"health-probe-bind-address", "metrics-bind-address"} {
+		host, _, err := net.SplitHostPort(gc.value(flag))
+		require.NoError(t, err, "--%s of the manifest", flag)
+		anyPort := net.JoinHostPort(host, "0")
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+		i := slices.IndexFunc(env, func(kv string) bool { return strings.HasPrefix(kv, name+"=") })
+		if i >= 0 {
+			env[i] = name + "=" + anyPort
+		} else {
+			args = append(args, "--"+flag+"="+anyPort)
+		}
+	}
 	dir := t.TempDir()
 	kc := filepath.Join(dir, "kubeconfig")
 	// An API server that refuses connections: the writer only retries.
@@ -398,23 +411,23 @@ users: [{name: u, user: {token: t}}]
 contexts: [{name: c, context: {cluster: c, user: u}}]
 current-context: c
 `), 0o600))
-	d := startServe(t, gc.envList(), "--kubeconfig="+kc, "--status-file="+filepath.Join(dir, "status.json"),
-		"--ovsdb=unix:"+filepath.Join(dir, "db.sock"), "--ovs-rundir="+dir)
-	started := regexp.MustCompile(`"Starting ovsgate"`)
-	ok := testutil.Poll(30*time.Second, func() bool { return !d.Running() || started.MatchString(d.Stderr.String()) })
-	require.True(t, ok, "serve neither started nor exited: %s", d.Stderr.String())
-	if !d.Running() {
-		var ee *exec.ExitError
-		require.ErrorAs(t, d.Err(), &ee, "serve exited: %s", d.Stderr.String())
-		code := ee.ExitCode()
-		require.NotEqual(t, 2, code, "serve rejects the environment %v: %s", gc.envList(), d.Stderr.String())
-		require.Equal(t, 1, code, "serve: %s", d.Stderr.String())
-		t.Logf("serve accepted the environment and could not bind here (a port of the manifest is taken): %s", d.Stderr.String())
-		return
+	d := startServe(t, env, append(args, "--kubeconfig="+kc, "--status-file="+filepath.Join(dir, "status.json"),
+		"--ovsdb=unix:"+filepath.Join(dir, "db.sock"), "--ovs-rundir="+dir)...)
+	probeAddr, metricsAddr := d.Addrs(t)
+	for flag, addr := range map[string]string{"health-probe-bind-address": probeAddr, "metrics-bind-address": metricsAddr} {
+		want, _, err := net.SplitHostPort(gc.value(flag))
+		require.NoError(t, err)
+		host, port, err := net.SplitHostPort(addr)
+		require.NoError(t, err, "--%s: serve listens on %q", flag, addr)
+		if want == "" {
+			want = "::" // every interface, as Go names it
+		}
+		assert.Equal(t, want, host, "--%s: serve listens on %s", flag, addr)
+		assert.NotEqual(t, "0", port, "--%s: serve listens on %s", flag, addr)
 	}
+	require.True(t, d.Running(), "serve exited: %s", d.Stderr.String())
 	log := d.Stderr.String()
 	for _, kv := range []string{
-		`probe="` + gc.value("health-probe-bind-address") + `"`,
 		`nodeCondition="` + ovsReadyCondition + `"`,
 		`node="` + exampleNodeName + `"`,
 	} {
@@ -769,13 +782,13 @@ func notRunning(c corev1.NodeCondition) bool {
 // Node and the daemon's own shutdown.
 func testConditionFollowsOVS(t *testing.T, c *cluster, s *ovstest.Sandbox, condType string, memLimit int64) {
 	ctx := t.Context()
-	probeAddr, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	statusFile := filepath.Join(t.TempDir(), "status.json")
 	d := startServe(t, nil, "--node-condition="+condType, "--node-name="+exampleNodeName,
 		"--kubeconfig="+c.Kubeconfig(t, kubetest.OVSGateUser), "--node-condition-heartbeat=2s",
 		"--bridge=br-int", "--ovsdb="+s.Endpoint(), "--ovs-rundir="+s.RunDir(),
-		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
+		"--health-probe-bind-address="+testutil.AnyPort, "--metrics-bind-address="+testutil.AnyPort,
 		"--status-file="+statusFile)
+	probeAddr, metricsAddr := d.Addrs(t)
 	admin := c.admin
 	writes := func(result string) float64 {
 		match := map[string]string{}
@@ -867,14 +880,13 @@ func testConditionFollowsOVS(t *testing.T, c *cluster, s *ovstest.Sandbox, condT
 			readyzCode, _ = testutil.Get("http://" + probeAddr + "/readyz")
 			return readyzCode == http.StatusServiceUnavailable
 		}), "/readyz: %d", readyzCode)
+		// A probe that waited for the API server would get no answer
+		// within the client's timeout: code 0.
 		for range 5 {
 			for path, want := range map[string]int{"/readyz": http.StatusServiceUnavailable, "/livez": http.StatusOK} {
-				start := time.Now()
 				code, body := testutil.Get("http://" + probeAddr + path)
-				took := time.Since(start)
 				require.NotZero(t, code, "%s: %s", path, body)
 				assert.Equal(t, want, code, "%s: %s", path, body)
-				assert.Less(t, took, time.Second, "%s answers at once", path)
 			}
 		}
 		// The writer tried and failed: the outage was seen.
@@ -920,12 +932,12 @@ func testConditionFollowsOVS(t *testing.T, c *cluster, s *ovstest.Sandbox, condT
 // testForbidden runs the daemon as NobodyUser: the node condition fails, the
 // gate does not.
 func testForbidden(t *testing.T, c *cluster, s *ovstest.Sandbox, condType string) {
-	probeAddr, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	d := startServe(t, nil, "--node-condition="+condType, "--node-name="+exampleNodeName,
 		"--kubeconfig="+c.Kubeconfig(t, kubetest.NobodyUser), "--node-condition-heartbeat=2s",
 		"--bridge=br-int", "--ovsdb="+s.Endpoint(), "--ovs-rundir="+s.RunDir(),
-		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
+		"--health-probe-bind-address="+testutil.AnyPort, "--metrics-bind-address="+testutil.AnyPort,
 		"--status-file="+filepath.Join(t.TempDir(), "status.json"))
+	probeAddr, metricsAddr := d.Addrs(t)
 
 	var code int
 	require.True(t, testutil.Poll(30*time.Second, func() bool {

@@ -545,12 +545,13 @@ func (c *cluster) readyNode(t *testing.T, name string, s *ovstest.Sandbox) *ovsN
 // sandbox, as the ServiceAccount of the shipped DaemonSet.
 func (c *cluster) startOvsgate(t *testing.T, node string, s *ovstest.Sandbox) *ovsgate {
 	t.Helper()
-	probe := testutil.FreeAddr(t)
-	return &ovsgate{probe: probe, d: testutil.StartOvsgate(t, ovsgateBin, nil, "serve",
+	d := testutil.StartOvsgate(t, ovsgateBin, nil, "serve",
 		"--ovsdb", s.Endpoint(), "--ovs-rundir", s.RunDir(), "--bridge", bridge,
 		"--status-file", filepath.Join(t.TempDir(), "status.json"),
-		"--health-probe-bind-address", probe, "--metrics-bind-address", "0",
-		"--node-condition", c.condition, "--node-name", node, "--kubeconfig", c.ovsgateKubeconfig)}
+		"--health-probe-bind-address", testutil.AnyPort, "--metrics-bind-address", "0",
+		"--node-condition", c.condition, "--node-name", node, "--kubeconfig", c.ovsgateKubeconfig)
+	probe, _ := d.Addrs(t)
+	return &ovsgate{probe: probe, d: d}
 }
 
 // createPod creates a Pod without tolerations, deleted when the test ends.

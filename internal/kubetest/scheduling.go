@@ -120,7 +120,10 @@ func (c *Cluster) StartScheduler(t testing.TB) *Component {
 	t.Helper()
 	bin := RequireScheduler(t)
 	kubeconfig := c.Kubeconfig(t, AdminUser)
-	port := freePorts(t, 1)[0]
+	// It cannot bind port 0 and report it: take a reserved port, as
+	// kube-apiserver does (ports.go says why that one is safe).
+	port, release := reservePort(t)
+	t.Cleanup(release)
 	d := c.startComponent(t, "kube-scheduler", bin,
 		"--kubeconfig="+kubeconfig,
 		// Without these it looks up the cluster's authentication
@@ -154,7 +157,9 @@ func (c *Cluster) StartNodeReadinessController(t testing.TB) *Component {
 	bin, crd := RequireNodeReadinessController(t)
 	c.installCRD(t, crd)
 	kubeconfig := c.installNRCIdentity(t, filepath.Join(filepath.Dir(crd), "..", "..", "rbac"))
-	addr := net.JoinHostPort("127.0.0.1", freePorts(t, 1)[0])
+	port, release := reservePort(t)
+	t.Cleanup(release)
+	addr := net.JoinHostPort("127.0.0.1", port)
 	d := c.startComponent(t, "node-readiness-controller", bin,
 		"--kubeconfig="+kubeconfig,
 		"--health-probe-bind-address="+addr,
