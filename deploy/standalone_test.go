@@ -18,6 +18,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -99,9 +100,13 @@ type standaloneRendering struct {
 	role    *rbacv1.ClusterRole
 	binding *rbacv1.ClusterRoleBinding
 	rules   []*nodeReadinessRule
+	// The admission policy that holds the ServiceAccount to its own Node's
+	// condition, and its binding (admission_test.go).
+	policy        *admissionv1.ValidatingAdmissionPolicy
+	policyBinding *admissionv1.ValidatingAdmissionPolicyBinding
 }
 
-func renderStandalone(t *testing.T, dir string) standaloneRendering {
+func renderStandalone(t testing.TB, dir string) standaloneRendering {
 	t.Helper()
 	r := standaloneRendering{raw: kustomize(t, dir)}
 	objs, err := decodeStrict(r.raw)
@@ -126,6 +131,12 @@ func renderStandalone(t *testing.T, dir string) standaloneRendering {
 			r.binding = o
 		case *nodeReadinessRule:
 			r.rules = append(r.rules, o)
+		case *admissionv1.ValidatingAdmissionPolicy:
+			one(r.policy != nil, "ValidatingAdmissionPolicy")
+			r.policy = o
+		case *admissionv1.ValidatingAdmissionPolicyBinding:
+			one(r.policyBinding != nil, "ValidatingAdmissionPolicyBinding")
+			r.policyBinding = o
 		default:
 			t.Fatalf("%s renders an unexpected %T", dir, o)
 		}
@@ -134,6 +145,8 @@ func renderStandalone(t *testing.T, dir string) standaloneRendering {
 	require.NotNil(t, r.sa, "%s: no ServiceAccount", dir)
 	require.NotNil(t, r.role, "%s: no ClusterRole", dir)
 	require.NotNil(t, r.binding, "%s: no ClusterRoleBinding", dir)
+	require.NotNil(t, r.policy, "%s: no ValidatingAdmissionPolicy", dir)
+	require.NotNil(t, r.policyBinding, "%s: no ValidatingAdmissionPolicyBinding", dir)
 	return r
 }
 
@@ -171,6 +184,8 @@ func TestNodeReadinessOverlay(t *testing.T) {
 		assert.Equal(t, base.sa, r.sa)
 		assert.Equal(t, base.role, r.role)
 		assert.Equal(t, base.binding, r.binding)
+		assert.Equal(t, base.policy, r.policy)
+		assert.Equal(t, base.policyBinding, r.policyBinding)
 	})
 	checkStandalone(t, r)
 
@@ -348,6 +363,8 @@ func checkStandalone(t *testing.T, r standaloneRendering) {
 			}
 		}
 	})
+
+	t.Run("admission policy", func(t *testing.T) { checkAdmissionPolicy(t, r) })
 
 	t.Run("rbac", func(t *testing.T) {
 		assert.ElementsMatch(t, []rbacv1.PolicyRule{
