@@ -153,6 +153,36 @@ func TestAdmissionPolicyFollowsManifests(t *testing.T) {
 	checkAdmissionPolicy(t, r)
 }
 
+// cniKustomizationHeader opens the README's example of the policy for ovsgate
+// inside a CNI's DaemonSet.
+const cniKustomizationHeader = "```yaml\n# kustomization.yaml beside a copy of deploy/kubernetes/standalone/admission-policy.yaml\n"
+
+// TestAdmissionPolicyCNIKustomization renders the README's kustomization for
+// ovsgate inside a CNI's DaemonSet: its patches name the agent's
+// ServiceAccount and the sidecar's condition type.
+func TestAdmissionPolicyCNIKustomization(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, block, ok := strings.Cut(string(readme), cniKustomizationHeader)
+	require.True(t, ok, "README.md has no example starting %q", cniKustomizationHeader)
+	block, _, ok = strings.Cut(block, "```")
+	require.True(t, ok)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(block), 0o600))
+	policy, err := os.ReadFile(filepath.Join(standaloneDir, "admission-policy.yaml"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "admission-policy.yaml"), policy, 0o600))
+
+	objs, err := decodeStrict(kustomize(t, dir))
+	require.NoError(t, err)
+	require.Len(t, objs, 2, "the policy and its binding")
+	p, ok := objs[0].(*admissionv1.ValidatingAdmissionPolicy)
+	require.True(t, ok, "%T", objs[0])
+	assert.Equal(t, "system:serviceaccount:kube-system:cni-agent", policyUser(p))
+	assert.Equal(t, "example.com/OVSReady", policyCondition(p))
+	assert.Empty(t, p.Namespace)
+}
+
 // --- a cluster with ovsgate's ServiceAccount, two Nodes and pod tokens -------
 
 // admissionCluster is a kube-apiserver with the standalone manifests'
