@@ -912,17 +912,28 @@ func testForbidden(t *testing.T, c *cluster, s *ovstest.Sandbox, condType string
 		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
 		"--status-file="+filepath.Join(t.TempDir(), "status.json"))
 
+	about := refusedWrites(t, d, probeAddr, metricsAddr)
+	assert.LessOrEqual(t, len(about), 2, "failed writes make a flood of lines:\n%s", strings.Join(about, "\n"))
+	assert.NotEmpty(t, about, "the failure is logged")
+	assert.NoError(t, d.Stop())
+}
+
+// refusedWrites waits until the gate of d is ready and its writer has been
+// refused (403) three times, so that a log line per attempt would show. It
+// checks that nothing was written and that /readyz answers 200 all the same,
+// and returns d's log lines about the refusals.
+func refusedWrites(t *testing.T, d *serveDaemon, probeAddr, metricsAddr string) []string {
+	t.Helper()
 	var code int
 	require.True(t, testutil.Poll(30*time.Second, func() bool {
 		code, _ = testutil.Get("http://" + probeAddr + "/readyz")
 		return code == http.StatusOK
 	}), "/readyz: %d: %s", code, d.Stderr.String())
-	// Three attempts, so that a line per attempt would show.
 	var forbidden float64
-	require.True(t, testutil.Poll(30*time.Second, func() bool {
+	require.True(t, testutil.Poll(60*time.Second, func() bool {
 		forbidden = scrape(t, metricsAddr, writesMetric, map[string]string{"result": "forbidden"})
 		return forbidden >= 3
-	}), "forbidden writes: %v", forbidden)
+	}), "forbidden writes: %v: %s", forbidden, d.Stderr.String())
 	assert.Zero(t, scrape(t, metricsAddr, lastSuccessMetric, nil))
 	assert.Zero(t, scrape(t, metricsAddr, writesMetric, map[string]string{"result": "success"}))
 	code, body := testutil.Get("http://" + probeAddr + "/readyz")
@@ -935,9 +946,7 @@ func testForbidden(t *testing.T, c *cluster, s *ovstest.Sandbox, condType string
 			about = append(about, l)
 		}
 	}
-	assert.LessOrEqual(t, len(about), 2, "%v failed writes make a flood of lines:\n%s", forbidden, strings.Join(about, "\n"))
-	assert.NotEmpty(t, about, "the failure is logged")
-	assert.NoError(t, d.Stop())
+	return about
 }
 
 func median(ds []time.Duration) time.Duration {
