@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -82,7 +83,7 @@ func testMain(m *testing.M) int {
 // --- rendering and strict decoding ---------------------------------------
 
 // kustomize renders dir with kubectl's built-in kustomize.
-func kustomize(t *testing.T, dir string) []byte {
+func kustomize(t testing.TB, dir string) []byte {
 	t.Helper()
 	return testutil.Kustomize(t, dir)
 }
@@ -113,6 +114,10 @@ func decodeStrict(data []byte) ([]any, error) {
 			obj = &rbacv1.ClusterRole{}
 		case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
 			obj = &rbacv1.ClusterRoleBinding{}
+		case "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy":
+			obj = &admissionv1.ValidatingAdmissionPolicy{}
+		case "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding":
+			obj = &admissionv1.ValidatingAdmissionPolicyBinding{}
 		case nodeReadinessRuleAPIVersion + "/NodeReadinessRule":
 			obj = &nodeReadinessRule{} // in standalone_test.go
 		default:

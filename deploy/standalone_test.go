@@ -16,6 +16,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -98,9 +99,13 @@ type standaloneRendering struct {
 	role    *rbacv1.ClusterRole
 	binding *rbacv1.ClusterRoleBinding
 	rules   []*nodeReadinessRule
+	// The admission policy that holds the ServiceAccount to its own Node's
+	// condition, and its binding (admission_test.go).
+	policy        *admissionv1.ValidatingAdmissionPolicy
+	policyBinding *admissionv1.ValidatingAdmissionPolicyBinding
 }
 
-func renderStandalone(t *testing.T, dir string) standaloneRendering {
+func renderStandalone(t testing.TB, dir string) standaloneRendering {
 	t.Helper()
 	r := standaloneRendering{raw: kustomize(t, dir)}
 	objs, err := decodeStrict(r.raw)
@@ -125,6 +130,12 @@ func renderStandalone(t *testing.T, dir string) standaloneRendering {
 			r.binding = o
 		case *nodeReadinessRule:
 			r.rules = append(r.rules, o)
+		case *admissionv1.ValidatingAdmissionPolicy:
+			one(r.policy != nil, "ValidatingAdmissionPolicy")
+			r.policy = o
+		case *admissionv1.ValidatingAdmissionPolicyBinding:
+			one(r.policyBinding != nil, "ValidatingAdmissionPolicyBinding")
+			r.policyBinding = o
 		default:
 			t.Fatalf("%s renders an unexpected %T", dir, o)
 		}
@@ -133,6 +144,8 @@ func renderStandalone(t *testing.T, dir string) standaloneRendering {
 	require.NotNil(t, r.sa, "%s: no ServiceAccount", dir)
 	require.NotNil(t, r.role, "%s: no ClusterRole", dir)
 	require.NotNil(t, r.binding, "%s: no ClusterRoleBinding", dir)
+	require.NotNil(t, r.policy, "%s: no ValidatingAdmissionPolicy", dir)
+	require.NotNil(t, r.policyBinding, "%s: no ValidatingAdmissionPolicyBinding", dir)
 	return r
 }
 
@@ -170,6 +183,8 @@ func TestNodeReadinessOverlay(t *testing.T) {
 		assert.Equal(t, base.sa, r.sa)
 		assert.Equal(t, base.role, r.role)
 		assert.Equal(t, base.binding, r.binding)
+		assert.Equal(t, base.policy, r.policy)
+		assert.Equal(t, base.policyBinding, r.policyBinding)
 	})
 	checkStandalone(t, r)
 
@@ -365,6 +380,8 @@ func checkStandalone(t *testing.T, r standaloneRendering) {
 			}
 		}
 	})
+
+	t.Run("admission policy", func(t *testing.T) { checkAdmissionPolicy(t, r) })
 
 	t.Run("rbac", func(t *testing.T) {
 		assert.ElementsMatch(t, []rbacv1.PolicyRule{
@@ -939,17 +956,28 @@ func testForbidden(t *testing.T, c *cluster, s *ovstest.Sandbox, condType string
 		"--status-file="+filepath.Join(t.TempDir(), "status.json"))
 	probeAddr, metricsAddr := d.Addrs(t)
 
+	about := refusedWrites(t, d, probeAddr, metricsAddr)
+	assert.LessOrEqual(t, len(about), 2, "failed writes make a flood of lines:\n%s", strings.Join(about, "\n"))
+	assert.NotEmpty(t, about, "the failure is logged")
+	assert.NoError(t, d.Stop())
+}
+
+// refusedWrites waits until the gate of d is ready and its writer has been
+// refused (403) three times, so that a log line per attempt would show. It
+// checks that nothing was written and that /readyz answers 200 all the same,
+// and returns d's log lines about the refusals.
+func refusedWrites(t *testing.T, d *serveDaemon, probeAddr, metricsAddr string) []string {
+	t.Helper()
 	var code int
 	require.True(t, testutil.Poll(30*time.Second, func() bool {
 		code, _ = testutil.Get("http://" + probeAddr + "/readyz")
 		return code == http.StatusOK
 	}), "/readyz: %d: %s", code, d.Stderr.String())
-	// Three attempts, so that a line per attempt would show.
 	var forbidden float64
-	require.True(t, testutil.Poll(30*time.Second, func() bool {
+	require.True(t, testutil.Poll(60*time.Second, func() bool {
 		forbidden = scrape(t, metricsAddr, writesMetric, map[string]string{"result": "forbidden"})
 		return forbidden >= 3
-	}), "forbidden writes: %v", forbidden)
+	}), "forbidden writes: %v: %s", forbidden, d.Stderr.String())
 	assert.Zero(t, scrape(t, metricsAddr, lastSuccessMetric, nil))
 	assert.Zero(t, scrape(t, metricsAddr, writesMetric, map[string]string{"result": "success"}))
 	code, body := testutil.Get("http://" + probeAddr + "/readyz")
@@ -962,9 +990,7 @@ func testForbidden(t *testing.T, c *cluster, s *ovstest.Sandbox, condType string
 			about = append(about, l)
 		}
 	}
-	assert.LessOrEqual(t, len(about), 2, "%v failed writes make a flood of lines:\n%s", forbidden, strings.Join(about, "\n"))
-	assert.NotEmpty(t, about, "the failure is logged")
-	assert.NoError(t, d.Stop())
+	return about
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -14,7 +14,7 @@ import (
 const (
 	ResultSuccess      = "success"
 	ResultUnauthorized = "unauthorized" // 401: the credentials are not accepted
-	ResultForbidden    = "forbidden"    // 403: RBAC lacks nodes get or nodes/status patch
+	ResultForbidden    = "forbidden"    // 403: RBAC lacks nodes get or nodes/status patch, or an admission policy refused the write
 	ResultNotFound     = "not_found"    // 404: no such Node (deleted, or not registered yet)
 	ResultConflict     = "conflict"     // 409
 	ResultThrottled    = "throttled"    // 429: the API server's priority and fairness
