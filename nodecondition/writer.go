@@ -164,11 +164,15 @@ type Writer struct {
 // New returns a Writer for cfg that reaches the API server as kube says:
 // host, credentials, TLS, user agent and, if set, a timeout for each request
 // on top of cfg.RequestTimeout. QPS and Burst do not apply: cfg's merge
-// window and retry delays bound the writer's requests. Each Writer has a
-// client of its own; New reads no flag or global, so that a caller may make
-// many (a benchmark of many nodes in one process, each with its own
-// heartbeat, timings and, through cfg.Clock, time). It writes nothing until
-// Run.
+// window and retry delays bound the writer's requests. It writes nothing
+// until Run.
+//
+// New reads no flag or global, so that one process may run many Writers (a
+// benchmark of many nodes, say), each with its own heartbeat, timings and,
+// through cfg.Clock, time. Writers made from configurations with the same TLS
+// settings share client-go's cached transport and its connections, as
+// clients in one process do; a kube with a Dial of its own (such as
+// (&net.Dialer{}).DialContext) gets a transport of its own, as a node would.
 func New(kube *rest.Config, cfg Config) (*Writer, error) {
 	if kube == nil {
 		return nil, errors.New("node condition: no Kubernetes client configuration")
