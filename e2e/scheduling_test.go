@@ -91,6 +91,10 @@ type cluster struct {
 	// ovsgateKubeconfig authenticates as the ServiceAccount of the
 	// rendered DaemonSet, with the RBAC the overlay ships.
 	ovsgateKubeconfig string
+	// namespace and serviceAccount are the rendered DaemonSet's; podKubeconfigs
+	// hold, per node, the token kubelet would mount into its pod there.
+	namespace, serviceAccount string
+	podKubeconfigs            map[string]string
 	// condition is the type the rule waits for; startup is its taint.
 	condition string
 	startup   corev1.Taint
@@ -118,6 +122,8 @@ func TestOVSToSchedulableNode(t *testing.T) {
 	// As kubelet would mount it into the DaemonSet's pod.
 	c.ovsgateKubeconfig = c.ServiceAccountKubeconfig(t, bootstrap.ds.GetNamespace(), serviceAccount(t, bootstrap),
 		authorizationv1.ResourceAttributes{Verb: "patch", Resource: "nodes", Subresource: "status"})
+	c.namespace, c.serviceAccount = bootstrap.ds.GetNamespace(), serviceAccount(t, bootstrap)
+	c.podKubeconfigs = map[string]string{}
 
 	t.Run("bootstrap-only", func(t *testing.T) {
 		t.Run("pending until OVS is ready", func(t *testing.T) { testUntilReady(t, c) })
@@ -373,6 +379,10 @@ var resources = map[string]schema.GroupVersionResource{
 	"ClusterRole":        {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterroles"},
 	"ClusterRoleBinding": {Group: "rbac.authorization.k8s.io", Version: "v1", Resource: "clusterrolebindings"},
 	"NodeReadinessRule":  kubetest.NodeReadinessRules,
+	// The admission policy holds each ovsgate to its own Node: every
+	// ovsgate here writes with a token bound to a pod on its node.
+	"ValidatingAdmissionPolicy":        {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicies"},
+	"ValidatingAdmissionPolicyBinding": {Group: "admissionregistration.k8s.io", Version: "v1", Resource: "validatingadmissionpolicybindings"},
 }
 
 // useRule applies the whole rendering as `kubectl apply -k` does (the
@@ -549,9 +559,32 @@ func (c *cluster) startOvsgate(t *testing.T, node string, s *ovstest.Sandbox) *o
 		"--ovsdb", s.Endpoint(), "--ovs-rundir", s.RunDir(), "--bridge", bridge,
 		"--status-file", filepath.Join(t.TempDir(), "status.json"),
 		"--health-probe-bind-address", testutil.AnyPort, "--metrics-bind-address", "0",
-		"--node-condition", c.condition, "--node-name", node, "--kubeconfig", c.ovsgateKubeconfig)
+		"--node-condition", c.condition, "--node-name", node, "--kubeconfig", c.podKubeconfig(t, node))
 	probe, _ := d.Addrs(t)
 	return &ovsgate{probe: probe, d: d}
+}
+
+// podKubeconfig returns a kubeconfig with the token kubelet would mount
+// into ovsgate's pod on node: the ServiceAccount's, bound to a Pod object
+// on that node, so that it names the node as the admission policy requires.
+func (c *cluster) podKubeconfig(t *testing.T, node string) string {
+	t.Helper()
+	if kc, ok := c.podKubeconfigs[node]; ok {
+		return kc
+	}
+	pod, err := c.admin.CoreV1().Pods(c.namespace).Create(t.Context(), &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "ovsgate-" + node, Namespace: c.namespace},
+		Spec: corev1.PodSpec{
+			NodeName: node, ServiceAccountName: c.serviceAccount,
+			Containers:  []corev1.Container{{Name: "ovsgate", Image: "ovsgate"}},
+			Tolerations: []corev1.Toleration{{Operator: corev1.TolerationOpExists}},
+		},
+	}, metav1.CreateOptions{})
+	require.NoError(t, err)
+	user := "ovsgate-pod-" + node
+	c.UseToken(t, user, c.ServiceAccountToken(t, c.namespace, c.serviceAccount, pod))
+	c.podKubeconfigs[node] = c.Kubeconfig(t, user)
+	return c.podKubeconfigs[node]
 }
 
 // createPod creates a Pod without tolerations, deleted when the test ends.
