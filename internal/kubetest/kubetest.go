@@ -239,6 +239,9 @@ func (c *Cluster) StartAPIServer(t testing.TB) {
 		// The ServiceAccount admission plugin wants a token controller
 		// (kube-controller-manager) that these tests do not run.
 		"--disable-admission-plugins=ServiceAccount",
+		// CNI manifests run privileged containers; every cluster that can
+		// install a CNI allows them (kubeadm sets this too).
+		"--allow-privileged=true",
 		"--profiling=false",
 	)
 	c.mu.Lock()
