@@ -36,6 +36,16 @@ func StartOwnedBy(t testing.TB, o Owner, bridges ...string) *Sandbox {
 	if _, err := exec.LookPath("sh"); err != nil {
 		t.Fatalf("sh sets the daemons' umask: %v", err)
 	}
+	// ovsdb-server creates a temporary file in /tmp (tmpfile(3), which
+	// ignores TMPDIR) as it starts: as another user it needs /tmp's usual
+	// mode.
+	fi, err := os.Stat(os.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := os.ModeSticky | 0o777; fi.Mode()&want != want {
+		t.Fatalf("%s is %v, not drwxrwxrwt: OVS cannot start as uid %d (something changed its mode)", os.TempDir(), fi.Mode(), o.UID)
+	}
 	s := NewIn(t, Host)
 	s.owner = &o
 	if err := chownTree(s.Dir, o.UID, o.GID); err != nil {
