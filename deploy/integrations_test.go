@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -136,14 +135,11 @@ func readRelease(t *testing.T, name string) []byte {
 // helmBinary is the Helm the Makefile pins (make test installs it).
 func helmBinary(t *testing.T) string {
 	t.Helper()
-	b, err := os.ReadFile("../Makefile")
-	require.NoError(t, err)
-	m := regexp.MustCompile(`(?m)^HELM_VERSION\s*:=\s*(\S+)\s*$`).FindSubmatch(b)
-	require.NotNil(t, m, "the Makefile pins HELM_VERSION")
-	bin, err := filepath.Abs(filepath.Join("..", "bin", "tools", "helm-"+string(m[1])))
+	version := makefileVar(t, "HELM_VERSION")
+	bin, err := filepath.Abs(filepath.Join("..", "bin", "tools", "helm-"+version))
 	require.NoError(t, err)
 	if _, err := os.Stat(bin); err != nil {
-		testutil.SkipUnlessCI(t, "helm %s is not installed (make test installs it): %v", m[1], err)
+		testutil.SkipUnlessCI(t, "helm %s is not installed (make test installs it): %v", version, err)
 	}
 	return bin
 }
@@ -218,8 +214,8 @@ func extractTarGz(src []byte, dir string) error {
 func renderIntegration(t *testing.T, cni cniIntegration, release []byte) []byte {
 	t.Helper()
 	root := t.TempDir()
-	require.NoError(t, os.CopyFS(root, os.DirFS("kubernetes")))
-	dir := filepath.Join(root, "integrations", cni.name)
+	require.NoError(t, os.CopyFS(filepath.Join(root, "kubernetes"), os.DirFS("kubernetes")))
+	dir := filepath.Join(root, integrationsDir, cni.name)
 	require.NoError(t, os.WriteFile(filepath.Join(dir, cni.release), release, 0o644))
 	return kustomize(t, dir)
 }
