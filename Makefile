@@ -18,6 +18,11 @@ GO_MIN  := 1.26
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := bin/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
+# Helm, pinned the same way; the deploy tests render the Kube-OVN and
+# OVN-Kubernetes charts with it (offline, `helm template`).
+HELM_VERSION := v4.3.2
+HELM := bin/tools/helm-$(HELM_VERSION)
+
 .PHONY: all build test vet lint deps test-deps need-go need-cc run fuzz bench clean
 
 all: build
@@ -68,7 +73,12 @@ $(GOLANGCI_LINT):
 	GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	mv bin/tools/golangci-lint $@
 
-test: test-deps lint vet
+$(HELM):
+	mkdir -p bin/tools
+	GOBIN=$(CURDIR)/bin/tools $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	mv bin/tools/helm $@
+
+test: test-deps lint vet $(HELM)
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # run starts a sandbox OVS with br-int under _sandbox/ and serves the gate for it.

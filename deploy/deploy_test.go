@@ -677,10 +677,16 @@ func TestBase(t *testing.T) {
 // release is the Makefile's RELEASE: the version these sources make.
 func release(t *testing.T) string {
 	t.Helper()
+	return makefileVar(t, "RELEASE")
+}
+
+// makefileVar is the value the Makefile gives the variable name (NAME := value).
+func makefileVar(t *testing.T, name string) string {
+	t.Helper()
 	b, err := os.ReadFile("../Makefile")
 	require.NoError(t, err)
-	m := regexp.MustCompile(`(?m)^RELEASE\s*:=\s*(\S+)\s*$`).FindSubmatch(b)
-	require.NotNil(t, m, "the Makefile sets RELEASE")
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\s*:=\s*(\S+)\s*$`).FindSubmatch(b)
+	require.NotNil(t, m, "the Makefile sets %s", name)
 	return string(m[1])
 }
 

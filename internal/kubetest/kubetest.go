@@ -282,6 +282,9 @@ func (c *Cluster) startAPIServer(t testing.TB) error {
 		// The ServiceAccount admission plugin wants a token controller
 		// (kube-controller-manager) that these tests do not run.
 		"--disable-admission-plugins=ServiceAccount",
+		// CNI manifests run privileged containers; every cluster that can
+		// install a CNI allows them (kubeadm sets this too).
+		"--allow-privileged=true",
 		"--profiling=false",
 	)
 	c.mu.Lock()

@@ -64,6 +64,8 @@ type Sandbox struct {
 	t    testing.TB
 	Dir  string
 	mode Mode
+	// owner, when set, is the user the daemons run as (see StartOwnedBy).
+	owner *Owner
 
 	mu       sync.Mutex
 	ovsdb    *proc
@@ -545,6 +547,7 @@ func (s *Sandbox) spawn(name, bin string, args ...string) *proc {
 	// Own process group, so a signal meant for the test runner does not reach it
 	// and it cannot outlive cleanup unnoticed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	s.runAsOwner(cmd)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start %s: %v", name, err)
 	}
