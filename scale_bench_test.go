@@ -166,10 +166,12 @@ func reportStarts(b *testing.B, s *ovstest.Sandbox, prefix string, start func(so
 // startServeAt starts bin's `serve` on the OVSDB socket sock and returns it
 // once its status file and /readyz say ready.
 func startServeAt(b *testing.B, s *ovstest.Sandbox, bin, sock string) client {
-	probe, file := testutil.FreeAddr(b), shmStatusFile(b)
-	w := watchStatus(b, file, "http://"+probe+"/readyz")
+	file := shmStatusFile(b)
+	w := watchStatus(b, file, "")
 	d := testutil.StartOvsgate(b, bin, nil, "serve", "--ovsdb", "unix:"+sock, "--ovs-rundir", s.RunDir(),
-		"--status-file", file, "--health-probe-bind-address", probe, "--metrics-bind-address", testutil.FreeAddr(b))
+		"--status-file", file, "--health-probe-bind-address", testutil.AnyPort, "--metrics-bind-address", testutil.AnyPort)
+	probe, _ := d.Addrs(b)
+	w.readyz = "http://" + probe + "/readyz"
 	w.await(b, isReady(true), http.StatusOK)
 	return client{pid: d.Cmd.Process.Pid, stop: func() { _ = d.Stop() }}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -156,9 +157,10 @@ type benchServer struct {
 // benchServe starts bin's `serve` against s, with its status file on a
 // tmpfs, and returns it once /readyz answers 200.
 func benchServe(b *testing.B, s *ovstest.Sandbox, bin string) *benchServer {
-	sv := &benchServer{probe: testutil.FreeAddr(b), metrics: testutil.FreeAddr(b), statusFile: shmStatusFile(b)}
+	sv := &benchServer{statusFile: shmStatusFile(b)}
 	sv.Daemon = testutil.StartOvsgate(b, bin, nil, "serve", "--ovsdb", s.Endpoint(), "--ovs-rundir", s.RunDir(),
-		"--status-file", sv.statusFile, "--health-probe-bind-address", sv.probe, "--metrics-bind-address", sv.metrics)
+		"--status-file", sv.statusFile, "--health-probe-bind-address", testutil.AnyPort, "--metrics-bind-address", testutil.AnyPort)
+	sv.probe, sv.metrics = sv.Addrs(b)
 	if !ovstest.Poll(30*time.Second, func() bool { code, _ := testutil.Get("http://" + sv.probe + "/readyz"); return code == http.StatusOK }) {
 		b.Fatal("serve never became ready")
 	}
@@ -262,12 +264,21 @@ func buildStatic(b *testing.B, pkg, name string) string {
 	return bin
 }
 
+// floorAddr finds the address the floor server says it listens on.
+var floorAddr = regexp.MustCompile(`listening on (\S+)`)
+
 // startFloor starts the floor server on a free address (its one argument)
 // and returns it and that address once it answers.
 func startFloor(b *testing.B, bin string) (*testutil.Daemon, string) {
-	addr := testutil.FreeAddr(b)
-	d := testutil.StartOvsgate(b, bin, nil, addr)
-	if !ovstest.Poll(10*time.Second, func() bool { code, _ := testutil.Get("http://" + addr + "/"); return code == http.StatusOK }) {
+	d := testutil.StartOvsgate(b, bin, nil, testutil.AnyPort)
+	var addr string
+	if !ovstest.Poll(10*time.Second, func() bool {
+		if m := floorAddr.FindStringSubmatch(d.Stderr.String()); m != nil {
+			addr = m[1]
+		}
+		code, _ := testutil.Get("http://" + addr + "/")
+		return addr != "" && code == http.StatusOK
+	}) {
 		b.Fatal("the floor server never answered")
 	}
 	return d, addr
