@@ -22,8 +22,10 @@ func main() {
 	path := flag.String("status-file", status.DefaultPath, "ovsgate's status file")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, *path); err != nil && ctx.Err() == nil {
+	err := run(ctx, *path)
+	stopped := ctx.Err() != nil
+	stop()
+	if err != nil && !stopped {
 		fmt.Fprintln(os.Stderr, "agent:", err)
 		os.Exit(1)
 	}

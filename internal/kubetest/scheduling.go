@@ -142,7 +142,9 @@ func (c *Cluster) StartScheduler(t testing.TB) *Component {
 		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true},
 		DisableKeepAlives: true,
 	}}
-	c.waitFor(t, d.p, "kube-scheduler /readyz", httpOK(hc, "https://"+net.JoinHostPort("127.0.0.1", port)+"/readyz"))
+	if err := c.waitFor(t, d.p, "kube-scheduler /readyz", httpOK(hc, "https://"+net.JoinHostPort("127.0.0.1", port)+"/readyz")); err != nil {
+		t.Fatalf("kubetest: %v\n%s", err, tail(d.p.log))
+	}
 	return d
 }
 
@@ -167,7 +169,9 @@ func (c *Cluster) StartNodeReadinessController(t testing.TB) *Component {
 		"--zap-log-level=4",
 	)
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	c.waitFor(t, d.p, "node-readiness-controller /readyz", httpOK(hc, "http://"+addr+"/readyz"))
+	if err := c.waitFor(t, d.p, "node-readiness-controller /readyz", httpOK(hc, "http://"+addr+"/readyz")); err != nil {
+		t.Fatalf("kubetest: %v\n%s", err, tail(d.p.log))
+	}
 	return d
 }
 
