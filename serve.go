@@ -161,7 +161,12 @@ func (o *serveOptions) run(ctx context.Context, writer *nodecondition.Writer) er
 		}
 		defer metricsLn.Close()
 	}
+	return o.serve(ctx, writer, probeLn, metricsLn)
+}
 
+// serve runs the daemon on listeners already bound; metricsLn is nil when
+// metrics are off.
+func (o *serveOptions) serve(ctx context.Context, writer *nodecondition.Writer, probeLn, metricsLn net.Listener) error {
 	metrics := probe.NewMetrics()
 	if writer != nil {
 		metrics.Register(writer.Collectors()...)
