@@ -64,12 +64,10 @@ func (r *reconciler) needsDPIFShow(now time.Time, snap ovsdb.Snapshot) bool {
 // port is still not opened, so that the question is asked again later.
 func (r *reconciler) dpifShow(o *op, a appctl.Result) (notYet bool) {
 	p := openedPorts{serial: o.serial, asked: o.ports}
-	text, err := a.Text, a.Err
-	if err == nil {
-		p.ofport, err = appctl.ParseDPIFShow(text, r.cfg.RequirePorts)
-	}
+	var err error
+	p.ofport, err = appctl.DPIFShow(r.cfg.RequirePorts).Read(a)
 	if err != nil {
-		p.err = "dpif/show: " + err.Error()
+		p.err = err.Error()
 		r.opened = p
 		return true
 	}

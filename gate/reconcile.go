@@ -137,7 +137,7 @@ func (r *reconciler) waitingForOVSDB(now time.Time, snap ovsdb.Snapshot) bool {
 // pass of ovs-vswitchd's main loop: see appctl.Conn.Batch), for the features
 // of every bridge that already has a datapath.
 func (r *reconciler) connect(now time.Time, snap ovsdb.Snapshot) {
-	o := &op{kind: opConnect, reqs: []appctl.Request{{Method: "version"}}}
+	o := &op{kind: opConnect, reqs: []appctl.Request{appctl.Version().Request}}
 	for _, br := range r.cfg.Bridges {
 		if info := snap.Bridges[br]; info.Exists && info.DatapathID != "" {
 			o.add(br, info.DatapathID)
@@ -152,14 +152,14 @@ func (r *reconciler) connect(now time.Time, snap ovsdb.Snapshot) {
 }
 
 func (o *op) add(br, dpid string) {
-	o.reqs = append(o.reqs, appctl.Request{Method: "dpif/show-dp-features", Args: []string{br}})
+	o.reqs = append(o.reqs, appctl.DPFeatures(br).Request)
 	o.bridges = append(o.bridges, br)
 	o.dpids = append(o.dpids, dpid)
 }
 
 // showPorts asks for dpif/show, last in the batch.
 func (o *op) showPorts(ofports map[string]int) {
-	o.reqs = append(o.reqs, appctl.Request{Method: "dpif/show"})
+	o.reqs = append(o.reqs, appctl.DPIFShow(nil).Request)
 	o.ports = ofports
 }
 
@@ -183,7 +183,7 @@ func (r *reconciler) next(now time.Time, snap ovsdb.Snapshot) {
 	case len(o.reqs) > 0:
 		r.start(o, now)
 	case now.Sub(r.vs.lastAnswer) >= r.cfg.PingInterval:
-		r.start(&op{kind: opPing, reqs: []appctl.Request{{Method: "version"}}}, now)
+		r.start(&op{kind: opPing, reqs: []appctl.Request{appctl.Version().Request}}, now)
 	}
 }
 
@@ -235,13 +235,9 @@ func (r *reconciler) apply(now time.Time, res opResult) {
 	r.vs.gotAnswer(now)
 	answers := res.res
 	if o.kind == opConnect {
-		v := answers[0]
-		version, err := v.Text, v.Err
-		if err == nil {
-			version, err = appctl.ParseVersion(version)
-		}
+		version, err := appctl.Version().Read(answers[0])
 		if err != nil {
-			r.vs.lose(now, fmt.Errorf("version: %w", err))
+			r.vs.lose(now, err)
 			return
 		}
 		r.vs.firstAnswer(now, version)
@@ -267,21 +263,20 @@ func (r *reconciler) features(o *op, answers []appctl.Result) (notYet bool) {
 	for i, br := range o.bridges {
 		st := r.bridges[br]
 		*st = bridgeState{serial: o.serial, datapathID: o.dpids[i]}
-		a := answers[i]
-		fs, err := a.Features()
+		fs, err := appctl.DPFeatures(br).Read(answers[i])
 		var se *appctl.ServerError
 		switch {
 		case err == nil:
 			st.features = fs
 			continue
-		case errors.Is(err, appctl.ErrNotRegistered):
-			st.err = fmt.Sprintf("ovs-vswitchd (pid %d) has not registered dpif/show-dp-features yet", o.pid)
+		case errors.Is(err, appctl.ErrNotRegistered) && errors.As(err, &se):
+			st.err = fmt.Sprintf("ovs-vswitchd (pid %d) has not registered %s yet", o.pid, se.Method)
 		case errors.Is(err, appctl.ErrNoSuchBridge):
 			st.err = fmt.Sprintf("ovs-vswitchd (pid %d) has not configured the bridge yet", o.pid)
 		case errors.As(err, &se):
-			st.err = "dpif/show-dp-features failed: " + se.Text
+			st.err = se.Method + " failed: " + se.Text
 		default: // a garbled answer: the process still answers; ask again later
-			st.err = "dpif/show-dp-features: " + err.Error()
+			st.err = err.Error()
 		}
 		notYet = true
 	}
