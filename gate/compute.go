@@ -20,6 +20,7 @@ type inputs struct {
 	requireFlowsRestored bool
 	flowRestoreWaitSince time.Time
 	snap                 ovsdb.Snapshot
+	system               system // snap.System as ovs-vswitchd reads it
 	vswitchd             vswitchdView
 	bridge               map[string]bridgeView
 	port                 map[string]portView
@@ -71,23 +72,23 @@ func computeStatus(in inputs) Status {
 	s.Checks = append(s.Checks, Check{Name: CheckOVSDB, OK: in.snap.Connected, Message: ovsdbMsg})
 
 	vs := in.vswitchd
-	sys := in.snap.System
+	sys := in.system
 	s.VSwitchd = VSwitchdStatus{PID: vs.PID, Version: vs.Version, Restarts: vs.Restarts,
-		FlowRestoreWait: sys.FlowRestoreWait, FlowRestoreWaitBy: sys.FlowRestoreWaitOwner}
+		FlowRestoreWait: sys.flowRestoreWait == flagOn, FlowRestoreWaitBy: sys.flowRestoreWaitBy}
 	if !vs.Since.IsZero() {
 		s.VSwitchd.Since = &Timestamp{vs.Since}
 	}
-	if sys.FlowRestoreWait && !in.flowRestoreWaitSince.IsZero() {
+	if sys.flowRestoreWait == flagOn && !in.flowRestoreWaitSince.IsZero() {
 		s.VSwitchd.FlowRestoreWaitSince = &Timestamp{in.flowRestoreWaitSince}
 	}
-	if sys.DPDKInit != "" {
-		s.VSwitchd.DPDK = &DPDKStatus{Init: sys.DPDKInit, Initialized: sys.DPDKInitialized}
+	if sys.dpdkInit != "" {
+		s.VSwitchd.DPDK = &DPDKStatus{Init: sys.dpdkInit, Initialized: sys.dpdkInitialized}
 	}
 	// With dpdk-init=true, userspace ports never come up until DPDK is
 	// initialised: the vswitchd check fails (the bridges, answered for,
 	// stay as they are). With "try" it runs without DPDK on purpose.
 	vsWhy := vs.Why
-	if vs.Answering && sys.DPDKInit == "true" && !sys.DPDKInitialized {
+	if vs.Answering && sys.dpdkInit == "true" && !sys.dpdkInitialized {
 		vsWhy = verdict{fmt.Sprintf("ovs-vswitchd (pid %d) has not initialised DPDK (other_config:dpdk-init=true, dpdk_initialized=false)", vs.PID),
 			CauseDPDKNotInitialized}
 	}
@@ -150,16 +151,16 @@ func isNotAnswering(err error) bool { return errors.Is(err, ovsdb.ErrNotAnswerin
 
 // flowsReason says why flows are not restored yet, or "" when they are.
 func flowsReason(in inputs) string {
-	sys := in.snap.System
-	switch {
-	case !in.snap.Connected || !sys.Known:
+	sys := in.system
+	switch sys.flowRestoreWait {
+	case flagUnknown:
 		return "flow-restore-wait: waiting for OVSDB"
-	case !sys.FlowRestoreWait:
+	case flagOff:
 		return ""
 	}
 	msg := "flow-restore-wait is set (other_config:flow-restore-wait=true): ovs-vswitchd neither forwards nor flushes datapath flows until it is cleared"
-	if sys.FlowRestoreWaitOwner != "" {
-		msg += " (set by " + sys.FlowRestoreWaitOwner + ", which clears it once it has installed its flows)"
+	if sys.flowRestoreWaitBy != "" {
+		msg += " (set by " + sys.flowRestoreWaitBy + ", which clears it once it has installed its flows)"
 	} else {
 		msg += " (the CNI agent clears it after replaying its flows)"
 	}

@@ -174,17 +174,18 @@ func TestComputeStatusPortsFlowsDPDK(t *testing.T) {
 	brInt := ovsdb.BridgeInfo{Name: "br-int", Exists: true, DatapathID: "00001", DatapathType: "netdev"}
 	verified := map[string]bridgeView{"br-int": {Features: appctl.Features{{Name: "Recirc", Value: true}}}}
 	gw0 := ovsdb.PortInfo{Name: "gw0", Exists: true, OFPort: 3}
-	snap := func(sys ovsdb.SystemInfo, ports ...ovsdb.PortInfo) ovsdb.Snapshot {
-		s := ovsdb.Snapshot{Connected: true, Bridges: map[string]ovsdb.BridgeInfo{"br-int": brInt}, System: sys, Ports: map[string]ovsdb.PortInfo{}}
+	snap := func(ports ...ovsdb.PortInfo) ovsdb.Snapshot {
+		s := ovsdb.Snapshot{Connected: true, Bridges: map[string]ovsdb.BridgeInfo{"br-int": brInt}, Ports: map[string]ovsdb.PortInfo{}}
 		for _, p := range ports {
 			s.Ports[p.Name] = p
 		}
 		return s
 	}
-	known := ovsdb.SystemInfo{Known: true}
+	known := system{flowRestoreWait: flagOff}
 	tests := []struct {
 		name   string
 		snap   ovsdb.Snapshot
+		sys    system
 		vs     vswitchdView
 		ports  []string
 		port   map[string]portView
@@ -194,42 +195,42 @@ func TestComputeStatusPortsFlowsDPDK(t *testing.T) {
 		cause  string
 		check  string // the failing check, if any
 	}{
-		{name: "port ready", snap: snap(known, gw0), vs: answering, ports: []string{"gw0"},
+		{name: "port ready", snap: snap(gw0), sys: known, vs: answering, ports: []string{"gw0"},
 			port: map[string]portView{"gw0": {OVSDB: gw0, Listed: true, Opened: 3}}, ready: true, cause: CauseReady},
-		{name: "port missing", snap: snap(known), vs: answering, ports: []string{"gw0"},
+		{name: "port missing", snap: snap(), sys: known, vs: answering, ports: []string{"gw0"},
 			port: map[string]portView{"gw0": {}}, reason: "port gw0: does not exist in OVSDB", cause: CausePortNotReady, check: "port/gw0"},
-		{name: "port failed", snap: snap(known), vs: answering, ports: []string{"gw0"},
+		{name: "port failed", snap: snap(), sys: known, vs: answering, ports: []string{"gw0"},
 			port: map[string]portView{"gw0": {OVSDB: ovsdb.PortInfo{Name: "gw0", Exists: true, OFPort: -1,
 				Error: "could not open network device gw0 (No such device)"}}},
 			reason: "port gw0: cannot be opened (ofport -1): could not open network device gw0 (No such device)", cause: CausePortNotReady, check: "port/gw0"},
-		{name: "port without a number yet", snap: snap(known), vs: answering, ports: []string{"gw0"},
+		{name: "port without a number yet", snap: snap(), sys: known, vs: answering, ports: []string{"gw0"},
 			port:   map[string]portView{"gw0": {OVSDB: ovsdb.PortInfo{Name: "gw0", Exists: true}}},
 			reason: "port gw0: waiting for an OpenFlow port number", cause: CausePortNotReady, check: "port/gw0"},
-		{name: "port not asked yet", snap: snap(known), vs: answering, ports: []string{"gw0"},
+		{name: "port not asked yet", snap: snap(), sys: known, vs: answering, ports: []string{"gw0"},
 			port:   map[string]portView{"gw0": {OVSDB: gw0}},
 			reason: "port gw0: waiting for the ports ovs-vswitchd opened", cause: CausePortNotReady, check: "port/gw0"},
-		{name: "port not opened by this instance", snap: snap(known), vs: answering, ports: []string{"gw0"},
+		{name: "port not opened by this instance", snap: snap(), sys: known, vs: answering, ports: []string{"gw0"},
 			port:   map[string]portView{"gw0": {OVSDB: gw0, Listed: true}},
 			reason: "port gw0: ovs-vswitchd (pid 7) has not opened it (yet)", cause: CausePortNotReady, check: "port/gw0"},
-		{name: "port numbers differ", snap: snap(known), vs: answering, ports: []string{"gw0"},
+		{name: "port numbers differ", snap: snap(), sys: known, vs: answering, ports: []string{"gw0"},
 			port:   map[string]portView{"gw0": {OVSDB: gw0, Listed: true, Opened: 9}},
 			reason: "port gw0: ovs-vswitchd (pid 7) has it as OpenFlow port 9, OVSDB says 3", cause: CausePortNotReady, check: "port/gw0"},
-		{name: "flow-restore-wait not required", snap: snap(ovsdb.SystemInfo{Known: true, FlowRestoreWait: true}), vs: answering,
+		{name: "flow-restore-wait not required", snap: snap(), sys: system{flowRestoreWait: flagOn}, vs: answering,
 			ready: true, cause: CauseReady},
-		{name: "flow-restore-wait required", snap: snap(ovsdb.SystemInfo{Known: true, FlowRestoreWait: true, FlowRestoreWaitOwner: "ovn-controller"}),
+		{name: "flow-restore-wait required", snap: snap(), sys: system{flowRestoreWait: flagOn, flowRestoreWaitBy: "ovn-controller"},
 			vs: answering, flows: true, cause: CauseFlowRestoreWait, check: "flows",
 			reason: "flow-restore-wait is set (other_config:flow-restore-wait=true): ovs-vswitchd neither forwards nor flushes datapath flows until it is cleared (set by ovn-controller, which clears it once it has installed its flows)"},
-		{name: "flows restored", snap: snap(known), vs: answering, flows: true, ready: true, cause: CauseReady},
-		{name: "DPDK asked for, not running", snap: snap(ovsdb.SystemInfo{Known: true, DPDKInit: "true"}), vs: answering,
+		{name: "flows restored", snap: snap(), sys: known, vs: answering, flows: true, ready: true, cause: CauseReady},
+		{name: "DPDK asked for, not running", snap: snap(), sys: system{flowRestoreWait: flagOff, dpdkInit: "true"}, vs: answering,
 			reason: "ovs-vswitchd (pid 7) has not initialised DPDK (other_config:dpdk-init=true, dpdk_initialized=false)",
 			cause:  CauseDPDKNotInitialized, check: "vswitchd"},
-		{name: "DPDK tried", snap: snap(ovsdb.SystemInfo{Known: true, DPDKInit: "try"}), vs: answering, ready: true, cause: CauseReady},
-		{name: "DPDK running", snap: snap(ovsdb.SystemInfo{Known: true, DPDKInit: "true", DPDKInitialized: true}), vs: answering, ready: true, cause: CauseReady},
+		{name: "DPDK tried", snap: snap(), sys: system{flowRestoreWait: flagOff, dpdkInit: "try"}, vs: answering, ready: true, cause: CauseReady},
+		{name: "DPDK running", snap: snap(), sys: system{flowRestoreWait: flagOff, dpdkInit: "true", dpdkInitialized: true}, vs: answering, ready: true, cause: CauseReady},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			in := inputs{endpoint: endpoint, bridges: []string{"br-int"}, ports: tt.ports, requireFlowsRestored: tt.flows,
-				flowRestoreWaitSince: since, snap: tt.snap, vswitchd: tt.vs, bridge: verified, port: tt.port}
+				flowRestoreWaitSince: since, snap: tt.snap, system: tt.sys, vswitchd: tt.vs, bridge: verified, port: tt.port}
 			s := computeStatus(in)
 			assert.Equal(t, tt.ready, s.Ready)
 			assert.Equal(t, tt.reason, s.Reason)
@@ -240,10 +241,10 @@ func TestComputeStatusPortsFlowsDPDK(t *testing.T) {
 			_, hasFlows := s.Check(CheckFlows)
 			assert.Equal(t, tt.flows, hasFlows)
 			assert.Len(t, s.Ports, len(tt.ports))
-			sys := tt.snap.System
-			assert.Equal(t, sys.FlowRestoreWait, s.VSwitchd.FlowRestoreWait)
-			assert.Equal(t, sys.FlowRestoreWait, s.VSwitchd.FlowRestoreWaitSince != nil)
-			assert.Equal(t, sys.DPDKInit != "", s.VSwitchd.DPDK != nil)
+			on := tt.sys.flowRestoreWait == flagOn
+			assert.Equal(t, on, s.VSwitchd.FlowRestoreWait)
+			assert.Equal(t, on, s.VSwitchd.FlowRestoreWaitSince != nil)
+			assert.Equal(t, tt.sys.dpdkInit != "", s.VSwitchd.DPDK != nil)
 		})
 	}
 }

@@ -88,14 +88,14 @@ func (r *reconciler) close() { r.vs.close() }
 // must look again. It never waits on ovs-vswitchd.
 func (r *reconciler) reconcile(now time.Time) time.Duration {
 	snap := r.watcher.Snapshot()
+	sys := readSystem(snap.System)
 	r.vs.checkLost(now)
 	// While OVSDB is away the row is unknown, not cleared: a flag that is
 	// still set after a reconnect keeps the time it was first seen.
 	switch {
-	case !snap.System.Known:
-	case !snap.System.FlowRestoreWait:
+	case sys.flowRestoreWait == flagOff:
 		r.flowRestoreWaitSince = time.Time{}
-	case r.flowRestoreWaitSince.IsZero():
+	case sys.flowRestoreWait == flagOn && r.flowRestoreWaitSince.IsZero():
 		r.flowRestoreWaitSince = now
 	}
 	for br, st := range r.bridges {
@@ -113,7 +113,7 @@ func (r *reconciler) reconcile(now time.Time) time.Duration {
 	default:
 		r.vs.observe(now)
 	}
-	r.last = computeStatus(r.inputs(now, snap))
+	r.last = computeStatus(r.inputs(now, snap, sys))
 	return r.wake(now, snap)
 }
 
@@ -284,7 +284,7 @@ func (r *reconciler) features(o *op, answers []appctl.Result) (notYet bool) {
 }
 
 // inputs gathers what the status is computed from.
-func (r *reconciler) inputs(now time.Time, snap ovsdb.Snapshot) inputs {
+func (r *reconciler) inputs(now time.Time, snap ovsdb.Snapshot, sys system) inputs {
 	in := inputs{
 		endpoint:             r.cfg.OVSDB,
 		bridges:              r.cfg.Bridges,
@@ -293,6 +293,7 @@ func (r *reconciler) inputs(now time.Time, snap ovsdb.Snapshot) inputs {
 		requireFlowsRestored: r.cfg.RequireFlowsRestored,
 		flowRestoreWaitSince: r.flowRestoreWaitSince,
 		snap:                 snap,
+		system:               sys,
 		vswitchd:             r.vs.view(now),
 		bridge:               make(map[string]bridgeView, len(r.bridges)),
 		port:                 make(map[string]portView, len(r.cfg.RequirePorts)),
