@@ -218,13 +218,8 @@ func (o *serveOptions) serve(ctx context.Context, writer *nodecondition.Writer, 
 		}()
 	}
 
-	// The node condition hears of the gate only once it has settled: what
-	// comes before (starting, connecting) is no verdict on OVS, and writing
-	// it would turn a node's True condition False on every restart of
-	// ovsgate that takes longer than the writer's merge window to settle.
-	pub := &publisher{probe: prb, metrics: metrics, file: file}
+	pub := &publisher{probe: prb, metrics: metrics, node: writer, file: file}
 	updates := g.Subscribe()
-	settled := g.Settled()
 	var notReadyWarning <-chan time.Time
 	if o.timeout > 0 {
 		t := time.NewTimer(o.timeout)
@@ -237,15 +232,8 @@ loop:
 		select {
 		case s := <-updates:
 			pub.publish(s)
-		case <-settled:
-			settled = nil
-			metrics.CountFrom(g.Status())
-			if writer != nil {
-				pub.node = writer
-				writer.Update(g.Status())
-			}
 		case <-notReadyWarning:
-			if s := g.Status(); !s.Ready {
+			if s := g.State(); !s.Ready {
 				klog.Warningf("Still not ready after %s: %s", o.timeout, s.Reason)
 			}
 		case err := <-serveErr:
@@ -263,12 +251,8 @@ loop:
 	// must not trust an OVS nobody watches any more. The node condition is
 	// left as it is: stopping ovsgate (a rollout of its DaemonSet) says
 	// nothing about OVS, and a reader tells a dead writer by its heartbeat.
-	final := g.Status()
-	final.Ready = false
-	final.Reason = "ovsgate stopped"
-	final.Updated = gate.Timestamp{Time: time.Now()}
 	pub.node = nil
-	pub.publish(final)
+	pub.publish(g.State().Stopped())
 	klog.InfoS("Stopped ovsgate")
 	if fatal != nil {
 		return fatalError(fatal)
@@ -276,9 +260,13 @@ loop:
 	return nil
 }
 
-// publisher hands each status to the probe, the metrics, the node condition
-// (none of which waits) and the status file. It logs a failing status file
-// once per distinct error, not once per status.
+// publisher hands each state to the probe, the metrics, the node condition
+// (none of which waits) and the status file. The node condition hears of the
+// gate only once it has settled: what comes before (starting, connecting)
+// is no verdict on OVS, and writing it would turn a node's True condition
+// False on every restart of ovsgate that takes longer than the writer's
+// merge window to settle. It logs a failing status file once per distinct
+// error, not once per state.
 type publisher struct {
 	probe   *probe.Probe
 	metrics *probe.Metrics
@@ -287,16 +275,16 @@ type publisher struct {
 	fileErr string
 }
 
-func (p *publisher) publish(s gate.Status) {
-	p.probe.Update(s)
+func (p *publisher) publish(s gate.State) {
+	p.probe.Update(s.Status)
 	p.metrics.Observe(s)
-	if p.node != nil {
+	if p.node != nil && s.Settled {
 		p.node.Update(s)
 	}
 	if p.file == nil {
 		return
 	}
-	err := p.file.Write(s)
+	err := p.file.Write(s.Status)
 	switch {
 	case err != nil && errutil.Root(err).Error() != p.fileErr:
 		klog.ErrorS(err, "Cannot write the status file; probes still answer")

@@ -148,7 +148,7 @@ func TestProbeStatusJSON(t *testing.T) {
 		assert.True(t, bytes.HasSuffix(rec.Body.Bytes(), []byte("}\n")))
 		var got gate.Status
 		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
-		assert.True(t, status(ready).Equivalent(got), "the status comes back whole: %s", rec.Body)
+		assert.True(t, gate.State{Status: status(ready)}.Equivalent(gate.State{Status: got}), "the status comes back whole: %s", rec.Body)
 	}
 }
 
@@ -272,8 +272,8 @@ func TestNoServerErrorsUnderFlips(t *testing.T) {
 	go func() {
 		defer flipping.Done()
 		for i := 0; ctx.Err() == nil; i++ {
-			s := status(i%2 == 0)
-			p.Update(s)
+			s := gate.State{Status: status(i%2 == 0), Settled: true}
+			p.Update(s.Status)
 			m.Observe(s)
 			flips.Add(1)
 		}
