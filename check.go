@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ovsgate/ovsgate/gate"
+	"github.com/ovsgate/ovsgate/probe"
 )
 
 type checkOptions struct {
@@ -54,7 +55,7 @@ func (o *checkOptions) run(ctx context.Context, stdout io.Writer) error {
 	}
 	s := st.Status
 	if o.statusFile != "" {
-		if err := writeStatusFile(o.statusFile, s); err != nil {
+		if err := probe.NewStatusFile(o.statusFile).Write(s); err != nil {
 			return fatalError(err)
 		}
 	}

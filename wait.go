@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ovsgate/ovsgate/gate"
+	"github.com/ovsgate/ovsgate/probe"
 )
 
 func newWaitCommand(stderr io.Writer) *cobra.Command {
@@ -54,7 +55,7 @@ func runWait(ctx context.Context, o *gateOptions, stderr io.Writer) error {
 		select {
 		case s := <-updates:
 			if o.statusFile != "" {
-				if err := writeStatusFile(o.statusFile, s.Status); err != nil {
+				if err := probe.NewStatusFile(o.statusFile).Write(s.Status); err != nil {
 					klog.ErrorS(err, "Cannot write status file", "path", o.statusFile)
 				}
 			}
