@@ -18,6 +18,11 @@ GO_MIN  := 1.26
 GOLANGCI_LINT_VERSION := v2.15.0
 GOLANGCI_LINT := bin/tools/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
+# Helm, pinned the same way; the deploy tests render the Kube-OVN and
+# OVN-Kubernetes charts with it (offline, `helm template`).
+HELM_VERSION := v4.3.2
+HELM := bin/tools/helm-$(HELM_VERSION)
+
 .PHONY: all build test vet lint deps test-deps need-go need-cc run fuzz bench clean
 
 all: build
@@ -40,12 +45,21 @@ deps: need-go
 	hack/install-ovs.sh
 	$(GO) mod download
 
-# test-deps adds what the tests need: etcd and a kube-apiserver built from
-# the Go module proxy (cached outside the checkout, so only the first run on
-# a machine pays for it: 7 to 13 minutes).
+# test-deps adds what the tests need: etcd, systemd-analyze (it checks the
+# unit file; Debian's systemd package) and a kube-apiserver built from the
+# Go module proxy (cached outside the checkout, so only the first run on a
+# machine pays for it: 7 to 13 minutes), then the kube-scheduler of the same
+# release (2 to 3 minutes more) and node-readiness-controller from its release
+# archive beside the checkout (about 5 minutes) for the end-to-end tests in
+# e2e/, and promtool for the alerts' unit tests (taken out of Debian's
+# prometheus package; no Prometheus server). A cached build costs nothing.
 test-deps: deps need-cc
+	hack/install-promtool.sh
 	hack/kube-apiserver.sh deps
+	command -v systemd-analyze >/dev/null || hack/apt-install.sh systemd
 	hack/kube-apiserver.sh build >/dev/null
+	hack/kube-apiserver.sh build kube-scheduler >/dev/null
+	hack/node-readiness-controller.sh build >/dev/null
 
 vet: need-go
 	$(GO) vet ./...
@@ -59,16 +73,32 @@ $(GOLANGCI_LINT):
 	GOBIN=$(CURDIR)/bin/tools $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 	mv bin/tools/golangci-lint $@
 
-test: test-deps lint vet
+$(HELM):
+	mkdir -p bin/tools
+	GOBIN=$(CURDIR)/bin/tools $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	mv bin/tools/helm $@
+
+test: test-deps lint vet $(HELM)
 	$(GO) test -race -count=1 -timeout 15m ./...
 
 # run starts a sandbox OVS with br-int under _sandbox/ and serves the gate for it.
 run: deps build
 	hack/run.sh
 
+# fuzz fuzzes every parser, each from its committed seed corpus in
+# appctl/testdata/fuzz (what a real ovs-vswitchd says, and any input that
+# once failed).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDPFeatures$$' -fuzztime $(FUZZTIME) ./appctl/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeReply$$' -fuzztime $(FUZZTIME) ./appctl/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDPIFShow$$' -fuzztime $(FUZZTIME) ./appctl/
+
+# fuzz-seeds captures the seed corpus again from the ovs-vswitchd of a
+# sandbox (after an upgrade of Open vSwitch); go test checks it against the
+# installed release.
+.PHONY: fuzz-seeds
+fuzz-seeds: deps
+	$(GO) test -count=1 -run '^TestCaptureFuzzSeeds$$' ./appctl/ -args -update-fuzz-seeds
 
 clean:
 	-hack/ovs-sandbox.sh stop _sandbox >/dev/null 2>&1

@@ -79,6 +79,7 @@ func TestBadInputIsOneLineAndExit2(t *testing.T) {
 		{"wait", "--timeout", "soon"},
 		{"serve", "--health-probe-bind-address", "nonsense"},
 		{"serve", "--metrics-bind-address", ":99999"},
+		{"serve", "--health-probe-bind-address", "127.0.0.1:9476", "--metrics-bind-address", "127.0.0.1:9476"},
 		{"check", "extra-arg"},
 		{"bogus-command"},
 		{"serve", "--node-condition", "ovsgate.io/OVSReady"},
@@ -142,16 +143,44 @@ func TestUnknownVariableWarns(t *testing.T) {
 
 // serve --timeout warns, at warning level, once.
 func TestServeTimeoutWarns(t *testing.T) {
+	const timeout = 200 * time.Millisecond
 	dir := t.TempDir()
-	d := testutil.StartOvsgate(t, binary, nil, "serve", "--timeout", "200ms", "--ovsdb", "unix:"+dir+"/db.sock", "--ovs-rundir", dir,
-		"--status-file", "", "--health-probe-bind-address", testutil.FreeAddr(t), "--metrics-bind-address", "0")
-	require.True(t, testutil.Poll(10*time.Second, func() bool { return strings.Contains(d.Stderr.String(), "Still not ready") }))
-	for _, line := range d.Stderr.Lines() {
-		if strings.Contains(line, "Still not ready") {
-			assert.True(t, strings.HasPrefix(line, "W"), "a warning: %s", line)
-			assert.Contains(t, line, "Still not ready after 200ms: OVSDB: not connected")
+	// -v=4 logs each OVSDB reconnect attempt (at least every 2 s): lines
+	// that show how far serve's own clock has gone.
+	d := testutil.StartOvsgate(t, binary, nil, "serve", "--timeout", timeout.String(), "--ovsdb", "unix:"+dir+"/db.sock", "--ovs-rundir", dir,
+		"--status-file", "", "--health-probe-bind-address", testutil.AnyPort, "--metrics-bind-address", "0", "-v=4")
+	warnings := func() (lines []string) {
+		for _, line := range d.Stderr.Lines() {
+			if strings.Contains(line, "Still not ready") {
+				lines = append(lines, line)
+			}
 		}
+		return lines
 	}
+	require.True(t, testutil.Poll(time.Minute, func() bool { return len(warnings()) > 0 }), "no warning: %s", d.Stderr.String())
+	first := warnings()[0]
+	assert.True(t, strings.HasPrefix(first, "W"), "a warning: %s", first)
+	assert.Contains(t, first, "Still not ready after 200ms: OVSDB: not connected")
+	// Once serve has logged a line ten timeouts after its warning, a warning
+	// repeated after each timeout would be in the log.
+	warned, ok := klogTime(first)
+	require.True(t, ok, "not a klog line: %q", first)
+	require.True(t, testutil.Poll(time.Minute, func() bool {
+		lines := d.Stderr.Lines()
+		last, ok := klogTime(lines[len(lines)-1])
+		return ok && last.Sub(warned) >= 10*timeout
+	}), "serve logged nothing ten timeouts after its warning: %s", d.Stderr.String())
+	assert.Len(t, warnings(), 1, "once: %s", d.Stderr.String())
+}
+
+// klogTime is the time in the header of a klog line, "W1203 12:34:56.789012";
+// ok is false for any other line.
+func klogTime(line string) (ts time.Time, ok bool) {
+	if len(line) < 21 {
+		return time.Time{}, false
+	}
+	ts, err := time.Parse("0102 15:04:05.000000", line[1:21])
+	return ts, err == nil
 }
 
 func TestCheck(t *testing.T) {
@@ -189,12 +218,12 @@ func TestCheck(t *testing.T) {
 	assert.Equal(t, 0, r.Code, r.Stdout)
 }
 
+// An absent OVS is an answer, not a wait: check returns long before its
+// --timeout (RunOvsgate gives it a minute); BenchmarkCommands times it.
 func TestCheckWithoutOVS(t *testing.T) {
 	dir := t.TempDir()
-	start := time.Now()
-	r := ovsgate(t, nil, "check", "--ovsdb", "unix:"+dir+"/db.sock", "--ovs-rundir", dir, "-o", "json")
+	r := ovsgate(t, nil, "check", "--timeout", "1h", "--ovsdb", "unix:"+dir+"/db.sock", "--ovs-rundir", dir, "-o", "json")
 	assert.Equal(t, 1, r.Code)
-	assert.Less(t, time.Since(start), 5*time.Second, "an absent OVS is a prompt answer")
 	var st gate.Status
 	require.NoError(t, json.Unmarshal([]byte(r.Stdout), &st))
 	assert.False(t, st.OVSDB.Connected)
@@ -268,11 +297,12 @@ func TestWaitTimesOut(t *testing.T) {
 	start := time.Now()
 	r := ovsgate(t, nil, append([]string{"wait", "--timeout", "500ms", "--bridge", "br-late"}, sandboxArgs(s)...)...)
 	assert.Equal(t, 1, r.Code)
-	assert.Less(t, time.Since(start), 5*time.Second)
+	assert.GreaterOrEqual(t, time.Since(start), 500*time.Millisecond, "wait gave up before its --timeout")
 	assert.Contains(t, r.Stderr, "ovsgate: timed out after 500ms: bridge br-late: bridge does not exist in OVSDB")
 }
 
-// daemon is an `ovsgate serve` against a sandbox, on free loopback ports.
+// daemon is an `ovsgate serve` against a sandbox, on loopback ports the
+// kernel chose as it bound them.
 type daemon struct {
 	*testutil.Daemon
 	probe      string
@@ -282,14 +312,11 @@ type daemon struct {
 
 func startServe(t *testing.T, s *ovstest.Sandbox, extra ...string) *daemon {
 	t.Helper()
-	d := &daemon{
-		probe:      testutil.FreeAddr(t),
-		metrics:    testutil.FreeAddr(t),
-		statusFile: filepath.Join(t.TempDir(), "ovsgate", "status.json"),
-	}
-	args := append([]string{"serve", "--health-probe-bind-address", d.probe, "--metrics-bind-address", d.metrics,
+	d := &daemon{statusFile: filepath.Join(t.TempDir(), "ovsgate", "status.json")}
+	args := append([]string{"serve", "--health-probe-bind-address", testutil.AnyPort, "--metrics-bind-address", testutil.AnyPort,
 		"--status-file", d.statusFile}, sandboxArgs(s)...)
 	d.Daemon = testutil.StartOvsgate(t, binary, nil, append(args, extra...)...)
+	d.probe, d.metrics = d.Addrs(t)
 	return d
 }
 
@@ -353,12 +380,14 @@ func TestServeEndToEnd(t *testing.T) {
 		assert.Contains(t, body, "\novsgate_vswitchd_hung 0\n")
 		assert.Contains(t, body, "go_goroutines")
 
+		// At once, the README says; the gate's benchmarks measure it. The
+		// deadlines here only bound a wait that holds on a loaded machine.
 		s.KillVSwitchd()
-		s.Eventually(2*time.Second, "/readyz 503 after ovs-vswitchd died", func() bool {
+		s.Eventually(20*time.Second, "/readyz 503 after ovs-vswitchd died", func() bool {
 			code, _ := d.get(t, "http://"+d.probe+"/readyz")
 			return code == 503
 		})
-		s.Eventually(2*time.Second, "status file not ready", func() bool {
+		s.Eventually(20*time.Second, "status file not ready", func() bool {
 			st, ok := d.readFile(t)
 			return ok && !st.Ready
 		})
@@ -394,11 +423,12 @@ func TestCheckAndServeWithStoppedVSwitchd(t *testing.T) {
 		s.SignalVSwitchd(syscall.SIGSTOP)
 		t.Cleanup(func() { s.SignalVSwitchd(syscall.SIGCONT) })
 
+		// Within its --timeout: past it, check would say "evaluation
+		// incomplete after 2s" instead of naming the hang. BenchmarkCommands
+		// times it.
 		for i := 0; i < 3; i++ {
-			start := time.Now()
 			r := ovsgate(t, nil, append([]string{"check", "--timeout", "2s", "-o", "json"}, sandboxArgs(s)...)...)
 			assert.Equal(t, 1, r.Code, r.Stderr)
-			assert.Less(t, time.Since(start), 4*time.Second)
 			var st gate.Status
 			require.NoError(t, json.Unmarshal([]byte(r.Stdout), &st), r.Stdout)
 			assert.True(t, st.OVSDB.Connected)
@@ -408,7 +438,7 @@ func TestCheckAndServeWithStoppedVSwitchd(t *testing.T) {
 		}
 
 		d := startServe(t, s)
-		s.Eventually(2*time.Second, "[+]ovsdb while ovs-vswitchd is stopped", func() bool {
+		s.Eventually(20*time.Second, "[+]ovsdb while ovs-vswitchd is stopped", func() bool {
 			_, body := d.get(t, "http://"+d.probe+"/readyz?verbose")
 			return strings.Contains(body, "[+]ovsdb ok\n") && strings.Contains(body, "[-]vswitchd failed: ")
 		})
@@ -427,12 +457,14 @@ func TestCheckAndServeWithStoppedVSwitchd(t *testing.T) {
 func TestServeMetricsDisabled(t *testing.T) {
 	s := ovstest.Start(t, "br-int")
 	d := startServe(t, s, "--metrics-bind-address=0")
+	assert.Empty(t, d.metrics, "the start line says metrics=\"disabled\"")
 	s.Eventually(10*time.Second, "/readyz 200", func() bool {
 		code, _ := d.get(t, "http://"+d.probe+"/readyz")
 		return code == 200
 	})
-	code, _ := d.get(t, "http://"+d.metrics+"/metrics")
-	assert.Equal(t, 0, code, "nothing listens on the metrics address")
+	_, probePort, err := net.SplitHostPort(d.probe)
+	require.NoError(t, err)
+	assert.Equal(t, []string{probePort}, testutil.ListeningPorts(t, d.Cmd.Process.Pid), "the probe listener alone")
 }
 
 func TestServePortInUse(t *testing.T) {
@@ -477,7 +509,6 @@ func TestCheckSocketWithoutPermission(t *testing.T) {
 	s := ovstest.Start(t, "br-int")
 	require.NoError(t, os.Chmod(s.RunDir(), 0o755)) // the run dir is readable, the sockets are not
 	require.NoError(t, os.Chmod(filepath.Join(s.RunDir(), fmt.Sprintf("ovs-vswitchd.%d.ctl", s.VSwitchdPID())), 0o700))
-	require.NoError(t, os.Chmod(filepath.Dir(s.RunDir()), 0o755))
 	require.NoError(t, os.Chmod(filepath.Dir(binary), 0o755))
 	cmd := exec.Command(binary, append([]string{"check", "-o", "json"}, sandboxArgs(s)...)...)
 	cmd.Env = cleanEnv()

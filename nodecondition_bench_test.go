@@ -53,12 +53,12 @@ func BenchmarkNodeConditionWrites(b *testing.B) {
 		if _, err := admin.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, metav1.CreateOptions{}); err != nil {
 			b.Fatal(err)
 		}
-		metrics := testutil.FreeAddr(b)
-		testutil.StartOvsgate(b, binary, nil, "serve", "--ovsdb", s.Endpoint(), "--ovs-rundir", s.RunDir(),
+		d := testutil.StartOvsgate(b, binary, nil, "serve", "--ovsdb", s.Endpoint(), "--ovs-rundir", s.RunDir(),
 			"--status-file", filepath.Join(b.TempDir(), "status.json"),
-			"--health-probe-bind-address", testutil.FreeAddr(b), "--metrics-bind-address", metrics,
+			"--health-probe-bind-address", testutil.AnyPort, "--metrics-bind-address", testutil.AnyPort,
 			"--node-condition", "ovsgate.io/OVSReady", "--node-name", node,
 			"--kubeconfig", kubeconfig, "--node-condition-heartbeat", heartbeat)
+		_, metrics := d.Addrs(b)
 		writes = func() float64 {
 			n, _ := testutil.Metric(b, metrics, "ovsgate_node_condition_writes_total", map[string]string{"result": "success"})
 			return n

@@ -1,14 +1,17 @@
 package main
 
 import (
+	"fmt"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/ovsgate/ovsgate/internal/kubetest"
 	"github.com/ovsgate/ovsgate/internal/ovstest"
@@ -52,12 +55,12 @@ func TestServeNodeConditionWaitsForTheGate(t *testing.T) {
 
 	s.SignalVSwitchd(syscall.SIGSTOP)
 	t.Cleanup(func() { s.SignalVSwitchd(syscall.SIGCONT) })
-	probe, metrics := testutil.FreeAddr(t), testutil.FreeAddr(t)
-	testutil.StartOvsgate(t, binary, nil, "serve", "--ovsdb", s.Endpoint(), "--ovs-rundir", s.RunDir(),
+	d := testutil.StartOvsgate(t, binary, nil, "serve", "--ovsdb", s.Endpoint(), "--ovs-rundir", s.RunDir(),
 		"--status-file", filepath.Join(t.TempDir(), "status.json"),
-		"--health-probe-bind-address", probe, "--metrics-bind-address", metrics,
+		"--health-probe-bind-address", testutil.AnyPort, "--metrics-bind-address", testutil.AnyPort,
 		"--node-condition", typ, "--node-name", node,
 		"--kubeconfig", c.Kubeconfig(t, kubetest.AdminUser), "--node-condition-heartbeat", "1h")
+	probe, metrics := d.Addrs(t)
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); <-tick.C {
@@ -75,4 +78,23 @@ func TestServeNodeConditionWaitsForTheGate(t *testing.T) {
 		return n == 1
 	}), "the writer never wrote")
 	unchanged("once ready")
+}
+
+// serve refuses a heartbeat the writer would refuse, in the same words: the
+// flag's checks and the package's are one rule, not two that can drift.
+func TestNodeConditionHeartbeatRefusedAlike(t *testing.T) {
+	for _, heartbeat := range []time.Duration{0, -time.Second} {
+		t.Run(heartbeat.String(), func(t *testing.T) {
+			r := ovsgate(t, cleanEnv(), "serve", "--node-condition", "ovsgate.io/OVSReady", "--node-name", "n1",
+				"--kubeconfig", "/dev/null", "--node-condition-heartbeat", heartbeat.String())
+			assert.Equal(t, 2, r.Code, "stderr: %s", r.Stderr)
+			why := nodecondition.CheckHeartbeat(heartbeat)
+			require.Error(t, why)
+			assert.Equal(t, fmt.Sprintf("ovsgate: invalid --node-condition-heartbeat %q: %v\n", heartbeat.String(), why), r.Stderr)
+
+			_, err := nodecondition.New(&rest.Config{Host: "https://127.0.0.1:1"},
+				nodecondition.Config{Node: "n1", Type: "ovsgate.io/OVSReady", Heartbeat: heartbeat})
+			assert.EqualError(t, err, fmt.Sprintf("invalid node condition heartbeat %v: %v", heartbeat, why))
+		})
+	}
 }

@@ -84,7 +84,8 @@ func (o *serveOptions) validateListeners() error {
 	if err := validateAddr("metrics-bind-address", o.metricsAddr); err != nil {
 		return err
 	}
-	if o.metricsAddr == o.probeAddr {
+	// Port 0 asks the kernel for a free port: a different one for each.
+	if _, port, _ := net.SplitHostPort(o.metricsAddr); o.metricsAddr == o.probeAddr && port != "0" {
 		return badFlag("metrics-bind-address", o.metricsAddr, "must differ from --health-probe-bind-address")
 	}
 	return nil

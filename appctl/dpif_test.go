@@ -1,6 +1,8 @@
 package appctl
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -41,14 +43,25 @@ func TestParseDPIFShow(t *testing.T) {
 }
 
 func FuzzParseDPIFShow(f *testing.F) {
+	// What a live ovs-vswitchd prints is in testdata/fuzz.
 	f.Add(dpifShow)
 	f.Fuzz(func(t *testing.T, text string) {
 		ports, err := ParseDPIFShow(text, nil)
 		if err != nil {
+			if !errors.Is(err, ErrMalformed) {
+				t.Fatalf("error not ErrMalformed: %v", err)
+			}
+			if ports != nil {
+				t.Fatal("ports with an error")
+			}
 			return
 		}
-		// Whatever it found for all names, it finds for each one asked alone.
+		// Whatever it found for all names, it finds for each one asked alone;
+		// and each name is in the text.
 		for name, n := range ports {
+			if !strings.Contains(text, name) {
+				t.Fatalf("port %q is not in the text", name)
+			}
 			one, err := ParseDPIFShow(text, []string{name})
 			if err != nil || one[name] != n {
 				t.Fatalf("%q: all names give %d, asked alone %v, %v", name, n, one, err)

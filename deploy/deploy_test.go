@@ -23,6 +23,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -82,20 +83,9 @@ func testMain(m *testing.M) int {
 // --- rendering and strict decoding ---------------------------------------
 
 // kustomize renders dir with kubectl's built-in kustomize.
-func kustomize(t *testing.T, dir string) []byte {
+func kustomize(t testing.TB, dir string) []byte {
 	t.Helper()
-	kubectl, err := exec.LookPath("kubectl")
-	if err != nil {
-		testutil.SkipUnlessCI(t, "kubectl not found, cannot render %s: %v", dir, err)
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, kubectl, "kustomize", dir)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	require.NoError(t, err, "kubectl kustomize %s: %s", dir, stderr.String())
-	return out
+	return testutil.Kustomize(t, dir)
 }
 
 var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
@@ -124,6 +114,10 @@ func decodeStrict(data []byte) ([]any, error) {
 			obj = &rbacv1.ClusterRole{}
 		case "rbac.authorization.k8s.io/v1/ClusterRoleBinding":
 			obj = &rbacv1.ClusterRoleBinding{}
+		case "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy":
+			obj = &admissionv1.ValidatingAdmissionPolicy{}
+		case "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding":
+			obj = &admissionv1.ValidatingAdmissionPolicyBinding{}
 		case nodeReadinessRuleAPIVersion + "/NodeReadinessRule":
 			obj = &nodeReadinessRule{} // in standalone_test.go
 		default:
@@ -683,10 +677,16 @@ func TestBase(t *testing.T) {
 // release is the Makefile's RELEASE: the version these sources make.
 func release(t *testing.T) string {
 	t.Helper()
+	return makefileVar(t, "RELEASE")
+}
+
+// makefileVar is the value the Makefile gives the variable name (NAME := value).
+func makefileVar(t *testing.T, name string) string {
+	t.Helper()
 	b, err := os.ReadFile("../Makefile")
 	require.NoError(t, err)
-	m := regexp.MustCompile(`(?m)^RELEASE\s*:=\s*(\S+)\s*$`).FindSubmatch(b)
-	require.NotNil(t, m, "the Makefile sets RELEASE")
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\s*:=\s*(\S+)\s*$`).FindSubmatch(b)
+	require.NotNil(t, m, "the Makefile sets %s", name)
 	return string(m[1])
 }
 
@@ -727,12 +727,12 @@ func TestInitOnlyOverlay(t *testing.T) {
 // answers 503 (not ready, not 404), /livez 200, /metrics 200.
 func checkServed(t *testing.T, readyPath, livePath, metricsPath string) {
 	dir := t.TempDir()
-	probeAddr, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	statusFile := filepath.Join(dir, "run", "status.json")
 	d := testutil.StartOvsgate(t, ovsgateBin, nil, "serve",
-		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
+		"--health-probe-bind-address="+testutil.AnyPort, "--metrics-bind-address="+testutil.AnyPort,
 		"--status-file="+statusFile, "--ovsdb=unix:"+filepath.Join(dir, "db.sock"), "--ovs-rundir="+dir)
 	exited, stderr := d.Exited(), d.Stderr
+	probeAddr, metricsAddr := d.Addrs(t)
 
 	var code int
 	var body string
@@ -931,7 +931,7 @@ func TestSystemdUnit(t *testing.T) {
 	t.Run("systemd-analyze verify", func(t *testing.T) {
 		analyze, err := exec.LookPath("systemd-analyze")
 		if err != nil {
-			t.Skipf("systemd-analyze not found: %v", err)
+			testutil.SkipUnlessCI(t, "systemd-analyze not found (Debian's systemd package; make test-deps installs it): %v", err)
 		}
 		// verify insists that the binary exists: point it at the test build.
 		text, err := os.ReadFile(unitPath)

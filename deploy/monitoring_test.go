@@ -23,7 +23,6 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
@@ -122,18 +121,50 @@ func readRuleGroups(t *testing.T) *rulefmt.RuleGroups {
 	return groups
 }
 
-// dropsInstance reports an aggregation that loses the instance label: an
-// alert must say which node it is about.
+// dropsInstance reports an aggregation that loses both the instance and the
+// node label: an alert must say which node it is about.
 func dropsInstance(expr parser.Expr) error {
 	var errs []error
 	parser.Inspect(expr, func(n parser.Node, _ []parser.Node) error {
 		agg, ok := n.(*parser.AggregateExpr)
-		if ok && agg.Without == slices.Contains(agg.Grouping, "instance") {
-			errs = append(errs, fmt.Errorf("%s drops the instance label", agg))
+		if !ok {
+			return nil
+		}
+		kept := func(label string) bool { return agg.Without != slices.Contains(agg.Grouping, label) }
+		if !kept("instance") && !kept("node") {
+			errs = append(errs, fmt.Errorf("%s drops the instance and node labels", agg))
 		}
 		return nil
 	})
 	return errors.Join(errs...)
+}
+
+func TestDropsInstance(t *testing.T) {
+	tests := []struct {
+		expr    string
+		wantErr bool
+	}{
+		{expr: `up == 0`},
+		{expr: `sum by (instance, le) (rate(h_bucket[5m]))`},
+		{expr: `max by (node) (kube_node_info)`},
+		{expr: `sum without (le) (rate(h_bucket[5m]))`},
+		{expr: `sum without (instance) (rate(h_bucket[5m]))`},
+		{expr: `sum by (le) (rate(h_bucket[5m]))`, wantErr: true},
+		{expr: `count(up)`, wantErr: true},
+		{expr: `sum without (instance, node) (up)`, wantErr: true},
+		{expr: `up unless on (node) max by (job) (up)`, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.expr, func(t *testing.T) {
+			expr, err := promQL.ParseExpr(tt.expr)
+			require.NoError(t, err)
+			if tt.wantErr {
+				assert.Error(t, dropsInstance(expr))
+				return
+			}
+			assert.NoError(t, dropsInstance(expr))
+		})
+	}
 }
 
 func TestPrometheusRule(t *testing.T) {
@@ -447,13 +478,13 @@ func TestUnexported(t *testing.T) {
 // ends, waits until its /readyz answers 200 and returns its metrics address.
 func startReadyServe(t *testing.T, s *ovstest.Sandbox) string {
 	t.Helper()
-	probeAddr, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	d := testutil.StartOvsgate(t, ovsgateBin, nil, "serve", "--bridge=br-int",
 		"--ovsdb="+s.Endpoint(), "--ovs-rundir="+s.RunDir(),
-		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
+		"--health-probe-bind-address="+testutil.AnyPort, "--metrics-bind-address="+testutil.AnyPort,
 		"--status-file="+filepath.Join(t.TempDir(), "status.json"))
 	exited, stderr := d.Exited(), d.Stderr
 	t.Cleanup(func() { assert.NoError(t, d.Stop(), "serve exits 0 after SIGTERM: %s", stderr.String()) })
+	probeAddr, metricsAddr := d.Addrs(t)
 
 	var last string
 	ready := ovstest.Poll(30*time.Second, func() bool {
@@ -499,49 +530,5 @@ func TestMonitoringMetricsExported(t *testing.T) {
 	}
 	for _, name := range unexported(used, exported) {
 		t.Errorf("%s selects %s, which ovsgate does not export", strings.Join(used[name], ", "), name)
-	}
-}
-
-// --- the kustomization -------------------------------------------------------
-
-func TestMonitoringKustomization(t *testing.T) {
-	out := kustomize(t, monitoringDir)
-	var (
-		cms   []*corev1.ConfigMap
-		rules []*rulefmt.RuleGroups
-	)
-	for i, doc := range docSeparator.Split(string(out), -1) {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		var tm metav1.TypeMeta
-		require.NoError(t, yaml.Unmarshal([]byte(doc), &tm), "document %d", i)
-		switch tm.APIVersion + "/" + tm.Kind {
-		case "v1/ConfigMap":
-			var cm corev1.ConfigMap
-			require.NoError(t, yaml.UnmarshalStrict([]byte(doc), &cm), "document %d", i)
-			cms = append(cms, &cm)
-		case "monitoring.coreos.com/v1/PrometheusRule":
-			_, groups, err := parsePrometheusRule([]byte(doc))
-			require.NoError(t, err, "document %d", i)
-			rules = append(rules, groups)
-		default:
-			t.Fatalf("document %d: unexpected kind %q of %q", i, tm.Kind, tm.APIVersion)
-		}
-	}
-
-	require.Len(t, rules, 1, "one PrometheusRule")
-	assert.Equal(t, readRuleGroups(t), rules[0], "the rendering carries %s unchanged", rulePath)
-
-	require.Len(t, cms, 1, "one ConfigMap, the dashboard")
-	cm := cms[0]
-	assert.Equal(t, "1", cm.Labels["grafana_dashboard"], "the label the Grafana sidecar watches")
-	assert.Equal(t, "ovsgate-grafana-dashboard", cm.Name, "a fixed name, no hash suffix")
-	require.Len(t, cm.Data, 1)
-	want, err := os.ReadFile(dashboardPath)
-	require.NoError(t, err)
-	for key, data := range cm.Data {
-		assert.True(t, strings.HasSuffix(key, ".json"), "key %s: Grafana loads *.json files", key)
-		assert.JSONEq(t, string(want), data, "the rendering carries %s unchanged", dashboardPath)
 	}
 }

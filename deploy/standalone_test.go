@@ -6,9 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -18,6 +16,7 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	authzv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -46,6 +45,8 @@ import (
 const (
 	standaloneDir    = "kubernetes/standalone"
 	nodeReadinessDir = "kubernetes/overlays/node-readiness"
+	// The same rule with enforcementMode continuous, under a name of its own.
+	nodeReadinessContinuousDir = "kubernetes/overlays/node-readiness-continuous"
 	// The controller's CRD lives beside the repository, as test data.
 	nodeReadinessCRD = "../../shared/fixtures/node-readiness-controller/readiness.node.x-k8s.io_nodereadinessrules.yaml"
 
@@ -68,7 +69,6 @@ type nodeReadinessRule struct {
 
 type nodeReadinessRuleSpec struct {
 	Conditions      []conditionRequirement `json:"conditions"`
-	ConditionPolicy string                 `json:"conditionPolicy,omitempty"`
 	EnforcementMode string                 `json:"enforcementMode"`
 	Taint           readinessTaint         `json:"taint"`
 	NodeSelector    *metav1.LabelSelector  `json:"nodeSelector"`
@@ -99,9 +99,13 @@ type standaloneRendering struct {
 	role    *rbacv1.ClusterRole
 	binding *rbacv1.ClusterRoleBinding
 	rules   []*nodeReadinessRule
+	// The admission policy that holds the ServiceAccount to its own Node's
+	// condition, and its binding (admission_test.go).
+	policy        *admissionv1.ValidatingAdmissionPolicy
+	policyBinding *admissionv1.ValidatingAdmissionPolicyBinding
 }
 
-func renderStandalone(t *testing.T, dir string) standaloneRendering {
+func renderStandalone(t testing.TB, dir string) standaloneRendering {
 	t.Helper()
 	r := standaloneRendering{raw: kustomize(t, dir)}
 	objs, err := decodeStrict(r.raw)
@@ -126,6 +130,12 @@ func renderStandalone(t *testing.T, dir string) standaloneRendering {
 			r.binding = o
 		case *nodeReadinessRule:
 			r.rules = append(r.rules, o)
+		case *admissionv1.ValidatingAdmissionPolicy:
+			one(r.policy != nil, "ValidatingAdmissionPolicy")
+			r.policy = o
+		case *admissionv1.ValidatingAdmissionPolicyBinding:
+			one(r.policyBinding != nil, "ValidatingAdmissionPolicyBinding")
+			r.policyBinding = o
 		default:
 			t.Fatalf("%s renders an unexpected %T", dir, o)
 		}
@@ -134,6 +144,8 @@ func renderStandalone(t *testing.T, dir string) standaloneRendering {
 	require.NotNil(t, r.sa, "%s: no ServiceAccount", dir)
 	require.NotNil(t, r.role, "%s: no ClusterRole", dir)
 	require.NotNil(t, r.binding, "%s: no ClusterRoleBinding", dir)
+	require.NotNil(t, r.policy, "%s: no ValidatingAdmissionPolicy", dir)
+	require.NotNil(t, r.policyBinding, "%s: no ValidatingAdmissionPolicyBinding", dir)
 	return r
 }
 
@@ -171,6 +183,8 @@ func TestNodeReadinessOverlay(t *testing.T) {
 		assert.Equal(t, base.sa, r.sa)
 		assert.Equal(t, base.role, r.role)
 		assert.Equal(t, base.binding, r.binding)
+		assert.Equal(t, base.policy, r.policy)
+		assert.Equal(t, base.policyBinding, r.policyBinding)
 	})
 	checkStandalone(t, r)
 
@@ -185,7 +199,6 @@ func TestNodeReadinessOverlay(t *testing.T) {
 		assert.Equal(t, ovsReadyCondition, c.Type)
 		assert.Equal(t, string(corev1.ConditionTrue), c.RequiredStatus)
 		assert.Empty(t, c.DefaultStatus, "not allowed with bootstrap-only")
-		assert.Equal(t, "allOf", rule.Spec.ConditionPolicy)
 		assert.Equal(t, "bootstrap-only", rule.Spec.EnforcementMode,
 			"a rollout of ovsgate or a restart of OVS must not taint running nodes")
 		assert.False(t, rule.Spec.DryRun)
@@ -207,6 +220,25 @@ func TestNodeReadinessOverlay(t *testing.T) {
 			return tol.ToleratesTaint(logr.Discard(), &taint, false)
 		}), "the DaemonSet does not tolerate %s", taint.ToString())
 	})
+}
+
+// The continuous overlay is the node-readiness overlay with one change to
+// its rule: enforcementMode, and with it the name (the field is immutable,
+// so switching modes is a new rule).
+func TestNodeReadinessContinuousOverlay(t *testing.T) {
+	r := renderStandalone(t, nodeReadinessContinuousDir)
+	bootstrap := renderStandalone(t, nodeReadinessDir)
+	assert.Equal(t, bootstrap.ds, r.ds)
+	assert.Equal(t, bootstrap.sa, r.sa)
+	assert.Equal(t, bootstrap.role, r.role)
+	assert.Equal(t, bootstrap.binding, r.binding)
+	require.Len(t, r.rules, 1, "one NodeReadinessRule")
+	require.Len(t, bootstrap.rules, 1)
+	rule, want := r.rules[0], *bootstrap.rules[0] // a copy: only strings change below
+	assert.Equal(t, "continuous", rule.Spec.EnforcementMode)
+	assert.NotEqual(t, want.Name, rule.Name, "a rule of its own: enforcementMode is immutable")
+	want.Name, want.Spec.EnforcementMode = rule.Name, rule.Spec.EnforcementMode
+	assert.Equal(t, &want, rule, "the bootstrap-only rule but for its mode and name")
 }
 
 // checkStandalone asserts what holds for the standalone base and every
@@ -349,6 +381,8 @@ func checkStandalone(t *testing.T, r standaloneRendering) {
 		}
 	})
 
+	t.Run("admission policy", func(t *testing.T) { checkAdmissionPolicy(t, r) })
+
 	t.Run("rbac", func(t *testing.T) {
 		assert.ElementsMatch(t, []rbacv1.PolicyRule{
 			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get"}},
@@ -365,10 +399,25 @@ func checkStandalone(t *testing.T, r standaloneRendering) {
 // check, which checkAccepted runs, ignores the variables of serve's own
 // flags. Only the paths on this machine (and the API server, which a pod
 // finds by itself) are replaced, on the command line, which wins. The
-// listeners are the manifest's: if their ports are taken here, the daemon
-// got past every check of its input before it failed to bind.
+// listeners keep the manifest's hosts with port 0, so that the kernel picks
+// free ports here and the manifest's own ports (those of make run, maybe
+// taken) stay out of the test.
 func checkServeEnv(t *testing.T, gc gateContainer) {
 	t.Helper()
+	env := gc.envList()
+	var args []string
+	for _, flag := range []string{"health-probe-bind-address", "metrics-bind-address"} {
+		host, _, err := net.SplitHostPort(gc.value(flag))
+		require.NoError(t, err, "--%s of the manifest", flag)
+		anyPort := net.JoinHostPort(host, "0")
+		name := envPrefix + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+		i := slices.IndexFunc(env, func(kv string) bool { return strings.HasPrefix(kv, name+"=") })
+		if i >= 0 {
+			env[i] = name + "=" + anyPort
+		} else {
+			args = append(args, "--"+flag+"="+anyPort)
+		}
+	}
 	dir := t.TempDir()
 	kc := filepath.Join(dir, "kubeconfig")
 	// An API server that refuses connections: the writer only retries.
@@ -379,23 +428,23 @@ users: [{name: u, user: {token: t}}]
 contexts: [{name: c, context: {cluster: c, user: u}}]
 current-context: c
 `), 0o600))
-	d := startServe(t, gc.envList(), "--kubeconfig="+kc, "--status-file="+filepath.Join(dir, "status.json"),
-		"--ovsdb=unix:"+filepath.Join(dir, "db.sock"), "--ovs-rundir="+dir)
-	started := regexp.MustCompile(`"Starting ovsgate"`)
-	ok := testutil.Poll(30*time.Second, func() bool { return !d.Running() || started.MatchString(d.Stderr.String()) })
-	require.True(t, ok, "serve neither started nor exited: %s", d.Stderr.String())
-	if !d.Running() {
-		var ee *exec.ExitError
-		require.ErrorAs(t, d.Err(), &ee, "serve exited: %s", d.Stderr.String())
-		code := ee.ExitCode()
-		require.NotEqual(t, 2, code, "serve rejects the environment %v: %s", gc.envList(), d.Stderr.String())
-		require.Equal(t, 1, code, "serve: %s", d.Stderr.String())
-		t.Logf("serve accepted the environment and could not bind here (a port of the manifest is taken): %s", d.Stderr.String())
-		return
+	d := startServe(t, env, append(args, "--kubeconfig="+kc, "--status-file="+filepath.Join(dir, "status.json"),
+		"--ovsdb=unix:"+filepath.Join(dir, "db.sock"), "--ovs-rundir="+dir)...)
+	probeAddr, metricsAddr := d.Addrs(t)
+	for flag, addr := range map[string]string{"health-probe-bind-address": probeAddr, "metrics-bind-address": metricsAddr} {
+		want, _, err := net.SplitHostPort(gc.value(flag))
+		require.NoError(t, err)
+		host, port, err := net.SplitHostPort(addr)
+		require.NoError(t, err, "--%s: serve listens on %q", flag, addr)
+		if want == "" {
+			want = "::" // every interface, as Go names it
+		}
+		assert.Equal(t, want, host, "--%s: serve listens on %s", flag, addr)
+		assert.NotEqual(t, "0", port, "--%s: serve listens on %s", flag, addr)
 	}
+	require.True(t, d.Running(), "serve exited: %s", d.Stderr.String())
 	log := d.Stderr.String()
 	for _, kv := range []string{
-		`probe="` + gc.value("health-probe-bind-address") + `"`,
 		`nodeCondition="` + ovsReadyCondition + `"`,
 		`node="` + exampleNodeName + `"`,
 	} {
@@ -520,6 +569,9 @@ func unstructuredDocs(t *testing.T, data []byte) []*unstructured.Unstructured {
 		}
 		j, err := yaml.YAMLToJSON([]byte(doc))
 		require.NoError(t, err, "document %d", i)
+		if string(j) == "null" {
+			continue // comments only, as Helm leaves for a template that renders nothing
+		}
 		u := &unstructured.Unstructured{}
 		require.NoError(t, u.UnmarshalJSON(j), "document %d", i)
 		objs = append(objs, u)
@@ -548,11 +600,12 @@ func TestStandaloneAPIServer(t *testing.T) {
 	}
 	standalone := renderStandalone(t, standaloneDir)
 	overlay := kustomize(t, nodeReadinessDir)
+	continuous := kustomize(t, nodeReadinessContinuousDir)
 	ovstest.Require(t)
 	c := startCluster(t)
 	ctx := t.Context()
 
-	if !t.Run("apply", func(t *testing.T) { testApply(t, c, crdYAML, standalone.raw, overlay) }) {
+	if !t.Run("apply", func(t *testing.T) { testApply(t, c, crdYAML, standalone.raw, overlay, continuous) }) {
 		return
 	}
 	if !t.Run("service account may write the condition", func(t *testing.T) { testServiceAccountRBAC(t, c, standalone) }) {
@@ -591,9 +644,9 @@ func TestStandaloneAPIServer(t *testing.T) {
 	t.Run("forbidden", func(t *testing.T) { testForbidden(t, c, s, condType) })
 }
 
-// testApply applies the CRD, then every object of both renderings, and
+// testApply applies the CRD, then every object of the renderings, and
 // shows that the API server validates a rule.
-func testApply(t *testing.T, c *cluster, crdYAML, standalone, overlay []byte) {
+func testApply(t *testing.T, c *cluster, crdYAML, standalone, overlay, continuous []byte) {
 	ctx := t.Context()
 	crds := unstructuredDocs(t, crdYAML)
 	require.Len(t, crds, 1)
@@ -613,19 +666,31 @@ func testApply(t *testing.T, c *cluster, crdYAML, standalone, overlay []byte) {
 		require.NoError(t, err)
 	}
 
-	var rule *unstructured.Unstructured
-	for dir, data := range map[string][]byte{standaloneDir: standalone, nodeReadinessDir: overlay} {
+	rules := map[string]*unstructured.Unstructured{}
+	for dir, data := range map[string][]byte{standaloneDir: standalone, nodeReadinessDir: overlay, nodeReadinessContinuousDir: continuous} {
 		for _, obj := range unstructuredDocs(t, data) {
 			assert.NoError(t, c.apply(t, obj), "%s: %s %s", dir, obj.GetKind(), obj.GetName())
 			if obj.GetKind() == "NodeReadinessRule" {
-				rule = obj
+				rules[dir] = obj
 			}
 		}
 	}
-	require.NotNil(t, rule, "the overlay's NodeReadinessRule")
-	stored, err := c.resource(t, rule).Get(ctx, rule.GetName(), metav1.GetOptions{})
-	require.NoError(t, err)
-	assert.Equal(t, rule.Object["spec"], stored.Object["spec"], "the rule as stored")
+	require.Len(t, rules, 2, "a NodeReadinessRule in each overlay")
+	for dir, r := range rules {
+		stored, err := c.resource(t, r).Get(ctx, r.GetName(), metav1.GetOptions{})
+		require.NoError(t, err, dir)
+		assert.Equal(t, r.Object["spec"], stored.Object["spec"], "%s: the rule as stored", dir)
+	}
+	rule := rules[nodeReadinessDir]
+
+	t.Run("enforcementMode is immutable", func(t *testing.T) {
+		changed := rule.DeepCopy()
+		changed.Object["spec"].(map[string]any)["enforcementMode"] = "continuous"
+		err := c.apply(t, changed)
+		require.Error(t, err, "the API server let a rule change its mode")
+		assert.True(t, apierrors.IsInvalid(err), "%v", err)
+		assert.ErrorContains(t, err, "enforcementMode is immutable")
+	})
 
 	t.Run("the API server validates rules", func(t *testing.T) {
 		for _, tc := range []struct {
@@ -737,13 +802,13 @@ func notRunning(c corev1.NodeCondition) bool {
 // Node and the daemon's own shutdown.
 func testConditionFollowsOVS(t *testing.T, c *cluster, s *ovstest.Sandbox, condType string, memLimit int64) {
 	ctx := t.Context()
-	probeAddr, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	statusFile := filepath.Join(t.TempDir(), "status.json")
 	d := startServe(t, nil, "--node-condition="+condType, "--node-name="+exampleNodeName,
 		"--kubeconfig="+c.Kubeconfig(t, kubetest.OVSGateUser), "--node-condition-heartbeat=2s",
 		"--bridge=br-int", "--ovsdb="+s.Endpoint(), "--ovs-rundir="+s.RunDir(),
-		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
+		"--health-probe-bind-address="+testutil.AnyPort, "--metrics-bind-address="+testutil.AnyPort,
 		"--status-file="+statusFile)
+	probeAddr, metricsAddr := d.Addrs(t)
 	admin := c.admin
 	writes := func(result string) float64 {
 		match := map[string]string{}
@@ -835,14 +900,13 @@ func testConditionFollowsOVS(t *testing.T, c *cluster, s *ovstest.Sandbox, condT
 			readyzCode, _ = testutil.Get("http://" + probeAddr + "/readyz")
 			return readyzCode == http.StatusServiceUnavailable
 		}), "/readyz: %d", readyzCode)
+		// A probe that waited for the API server would get no answer
+		// within the client's timeout: code 0.
 		for range 5 {
 			for path, want := range map[string]int{"/readyz": http.StatusServiceUnavailable, "/livez": http.StatusOK} {
-				start := time.Now()
 				code, body := testutil.Get("http://" + probeAddr + path)
-				took := time.Since(start)
 				require.NotZero(t, code, "%s: %s", path, body)
 				assert.Equal(t, want, code, "%s: %s", path, body)
-				assert.Less(t, took, time.Second, "%s answers at once", path)
 			}
 		}
 		// The writer tried and failed: the outage was seen.
@@ -888,24 +952,35 @@ func testConditionFollowsOVS(t *testing.T, c *cluster, s *ovstest.Sandbox, condT
 // testForbidden runs the daemon as NobodyUser: the node condition fails, the
 // gate does not.
 func testForbidden(t *testing.T, c *cluster, s *ovstest.Sandbox, condType string) {
-	probeAddr, metricsAddr := testutil.FreeAddr(t), testutil.FreeAddr(t)
 	d := startServe(t, nil, "--node-condition="+condType, "--node-name="+exampleNodeName,
 		"--kubeconfig="+c.Kubeconfig(t, kubetest.NobodyUser), "--node-condition-heartbeat=2s",
 		"--bridge=br-int", "--ovsdb="+s.Endpoint(), "--ovs-rundir="+s.RunDir(),
-		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address="+metricsAddr,
+		"--health-probe-bind-address="+testutil.AnyPort, "--metrics-bind-address="+testutil.AnyPort,
 		"--status-file="+filepath.Join(t.TempDir(), "status.json"))
+	probeAddr, metricsAddr := d.Addrs(t)
 
+	about := refusedWrites(t, d, probeAddr, metricsAddr)
+	assert.LessOrEqual(t, len(about), 2, "failed writes make a flood of lines:\n%s", strings.Join(about, "\n"))
+	assert.NotEmpty(t, about, "the failure is logged")
+	assert.NoError(t, d.Stop())
+}
+
+// refusedWrites waits until the gate of d is ready and its writer has been
+// refused (403) three times, so that a log line per attempt would show. It
+// checks that nothing was written and that /readyz answers 200 all the same,
+// and returns d's log lines about the refusals.
+func refusedWrites(t *testing.T, d *serveDaemon, probeAddr, metricsAddr string) []string {
+	t.Helper()
 	var code int
 	require.True(t, testutil.Poll(30*time.Second, func() bool {
 		code, _ = testutil.Get("http://" + probeAddr + "/readyz")
 		return code == http.StatusOK
 	}), "/readyz: %d: %s", code, d.Stderr.String())
-	// Three attempts, so that a line per attempt would show.
 	var forbidden float64
-	require.True(t, testutil.Poll(30*time.Second, func() bool {
+	require.True(t, testutil.Poll(60*time.Second, func() bool {
 		forbidden = scrape(t, metricsAddr, writesMetric, map[string]string{"result": "forbidden"})
 		return forbidden >= 3
-	}), "forbidden writes: %v", forbidden)
+	}), "forbidden writes: %v: %s", forbidden, d.Stderr.String())
 	assert.Zero(t, scrape(t, metricsAddr, lastSuccessMetric, nil))
 	assert.Zero(t, scrape(t, metricsAddr, writesMetric, map[string]string{"result": "success"}))
 	code, body := testutil.Get("http://" + probeAddr + "/readyz")
@@ -918,9 +993,7 @@ func testForbidden(t *testing.T, c *cluster, s *ovstest.Sandbox, condType string
 			about = append(about, l)
 		}
 	}
-	assert.LessOrEqual(t, len(about), 2, "%v failed writes make a flood of lines:\n%s", forbidden, strings.Join(about, "\n"))
-	assert.NotEmpty(t, about, "the failure is logged")
-	assert.NoError(t, d.Stop())
+	return about
 }
 
 func median(ds []time.Duration) time.Duration {

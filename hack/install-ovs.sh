@@ -15,8 +15,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 echo "install-ovs: installing openvswitch-switch" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-# policy-rc.d keeps the package from starting a system OVS on hosts that would.
-apt-get install -y -qq --no-install-recommends openvswitch-switch >/dev/null
+# apt-install.sh keeps the package from starting a system OVS on hosts that
+# would (a policy-rc.d for the length of the install).
+"$(dirname "$0")/apt-install.sh" openvswitch-switch
 command -v ovsdb-server >/dev/null

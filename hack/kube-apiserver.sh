@@ -107,9 +107,8 @@ deps() {
   [ "$(id -u)" -eq 0 ] ||
     die "etcd is missing; run as root: sudo apt-get update && sudo apt-get install -y etcd-server"
   echo "kube-apiserver.sh: installing etcd-server" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends etcd-server >/dev/null
+  # apt-install.sh keeps the package from starting a system etcd.
+  "$(dirname "$0")/apt-install.sh" etcd-server
   command -v etcd >/dev/null
 }
 

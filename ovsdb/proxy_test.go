@@ -17,8 +17,8 @@ import (
 )
 
 // proxy sits between the watcher and ovsdb-server on a unix socket: it
-// records what the client sends, counts what the server sends, and can cut
-// each connection right after the monitor reply.
+// records what the client sends and what the server sends, and can cut each
+// connection right after the monitor reply.
 type proxy struct {
 	path             string
 	target           string
@@ -29,6 +29,7 @@ type proxy struct {
 	fromServer atomic.Int64
 	mu         sync.Mutex
 	fromClient bytes.Buffer
+	toClient   bytes.Buffer // what the server sent, as fromServer counts it
 }
 
 func newProxy(t *testing.T, target string, dropAfterMonitor bool) *proxy {
@@ -90,7 +91,10 @@ func (p *proxy) accept() {
 			for {
 				n, err := s.Read(buf)
 				if n > 0 {
+					p.mu.Lock()
+					p.toClient.Write(buf[:n])
 					p.fromServer.Add(int64(n))
+					p.mu.Unlock()
 					if _, err := c.Write(buf[:n]); err != nil {
 						return
 					}
@@ -112,21 +116,47 @@ func (p *proxy) accept() {
 // requests decodes the JSON-RPC requests the clients sent.
 func (p *proxy) requests(t *testing.T) []rpcRequest {
 	t.Helper()
-	p.mu.Lock()
-	data := bytes.Clone(p.fromClient.Bytes())
-	p.mu.Unlock()
 	var reqs []rpcRequest
+	for _, m := range p.messages(t, &p.fromClient) {
+		if m.Method != "" {
+			reqs = append(reqs, m.rpcRequest)
+		}
+	}
+	return reqs
+}
+
+// serverMessages decodes what the server sent (over one connection).
+func (p *proxy) serverMessages(t *testing.T) []message {
+	t.Helper()
+	return p.messages(t, &p.toClient)
+}
+
+// message is a JSON-RPC message, with the count of bytes in its direction
+// up to its end.
+type message struct {
+	rpcRequest
+	raw json.RawMessage
+	end int64
+}
+
+// messages decodes the JSON-RPC messages recorded in buf.
+func (p *proxy) messages(t *testing.T, buf *bytes.Buffer) []message {
+	t.Helper()
+	p.mu.Lock()
+	data := bytes.Clone(buf.Bytes())
+	p.mu.Unlock()
+	var msgs []message
 	dec := json.NewDecoder(bytes.NewReader(data))
 	for {
-		var r rpcRequest
-		err := dec.Decode(&r)
+		var raw json.RawMessage
+		err := dec.Decode(&raw)
 		if errors.Is(err, io.EOF) {
-			return reqs
+			return msgs
 		}
 		require.NoError(t, err)
-		if r.Method != "" {
-			reqs = append(reqs, r)
-		}
+		m := message{raw: raw, end: dec.InputOffset()}
+		require.NoError(t, json.Unmarshal(raw, &m.rpcRequest))
+		msgs = append(msgs, m)
 	}
 }
 

@@ -126,17 +126,19 @@ func TestWatcherBridgeLifecycle(t *testing.T) {
 	waitSnapshot(t, w, "br-int back", func(s Snapshot) bool { return s.Bridges["br-int"].DatapathID != "" })
 }
 
-// How long after ovs-vsctl add-br returns the snapshot shows the datapath ID.
-func TestWatcherAddBridgeLatency(t *testing.T) {
-	s := ovstest.Start(t)
+// BenchmarkWatcherAddBridge measures how long after ovs-vsctl add-br
+// returns the snapshot shows the datapath ID (ms/add-br: median; max too),
+// and how often it is there at the first read (at-return).
+func BenchmarkWatcherAddBridge(b *testing.B) {
+	s := ovstest.Start(b)
 	w, err := NewWatcher(s.Endpoint(), []string{"br-int"})
-	require.NoError(t, err)
-	start(t, w)
-	waitSnapshot(t, w, "connected", connected)
+	require.NoError(b, err)
+	testutil.RunUntilCleanup(b, 5*time.Second, w.Run)
+	require.True(b, ovstest.Poll(10*time.Second, func() bool { return w.Snapshot().Connected }), "never connected")
 
 	var took []time.Duration
 	atReturn := 0
-	for i := 0; i < 5; i++ {
+	for b.Loop() {
 		drain(w)
 		s.AddBridge("br-int")
 		added := time.Now()
@@ -147,18 +149,55 @@ func TestWatcherAddBridgeLatency(t *testing.T) {
 		for w.Snapshot().Bridges["br-int"].DatapathID == "" {
 			select {
 			case <-w.Changed():
-			case <-time.After(5 * time.Second):
-				t.Fatal("datapath ID never showed")
+			case <-time.After(time.Minute):
+				b.Fatal("datapath ID never showed")
 			}
 		}
 		took = append(took, time.Since(added))
 		s.DelBridge("br-int")
-		waitSnapshot(t, w, "br-int gone", func(s Snapshot) bool { return !s.Bridges["br-int"].Exists })
+		require.True(b, ovstest.Poll(time.Minute, func() bool { return !w.Snapshot().Bridges["br-int"].Exists }), "br-int never gone")
 	}
 	slices.Sort(took)
-	t.Logf("add-br returned -> datapath ID in Snapshot: min %v, median %v, max %v; already there at the first read in %d of %d trials",
-		took[0], took[len(took)/2], took[len(took)-1], atReturn, len(took))
-	assert.Less(t, took[len(took)/2], time.Second)
+	b.ReportMetric(float64(took[len(took)/2].Microseconds())/1000, "ms/add-br")
+	b.ReportMetric(float64(took[len(took)-1].Microseconds())/1000, "ms-max/add-br")
+	b.ReportMetric(float64(atReturn)/float64(len(took)), "at-return")
+}
+
+// BenchmarkWatcherNoticesOVSDB measures how long the snapshot takes to say
+// disconnected (ms/notice) after ovsdb-server exits, and after it hangs
+// (SIGSTOP) with a 100ms echo interval and a 300ms timeout.
+func BenchmarkWatcherNoticesOVSDB(b *testing.B) {
+	signal := func(sig syscall.Signal) func(*testing.B, *ovstest.Sandbox) {
+		return func(b *testing.B, s *ovstest.Sandbox) { require.NoError(b, syscall.Kill(s.OVSDBPID(), sig)) }
+	}
+	for _, tt := range []struct {
+		name         string
+		opts         []Option
+		break_, mend func(*testing.B, *ovstest.Sandbox)
+	}{
+		{"exit", nil,
+			func(_ *testing.B, s *ovstest.Sandbox) { s.StopOVSDB() },
+			func(_ *testing.B, s *ovstest.Sandbox) { s.StartOVSDB() }},
+		{"hang", []Option{withTimeouts(500*time.Millisecond, 100*time.Millisecond, 300*time.Millisecond)},
+			signal(syscall.SIGSTOP), signal(syscall.SIGCONT)},
+	} {
+		b.Run(tt.name, func(b *testing.B) {
+			s := ovstest.Start(b, "br-int")
+			w, err := NewWatcher(s.Endpoint(), []string{"br-int"}, append(tt.opts, WithBackoff(10*time.Millisecond, 100*time.Millisecond))...)
+			require.NoError(b, err)
+			testutil.RunUntilCleanup(b, 5*time.Second, w.Run)
+			var took time.Duration
+			for b.Loop() {
+				require.True(b, ovstest.Poll(time.Minute, func() bool { return w.Snapshot().Connected }), "never connected")
+				broken := time.Now()
+				tt.break_(b, s)
+				require.True(b, ovstest.Poll(time.Minute, func() bool { return !w.Snapshot().Connected }), "never disconnected")
+				took += time.Since(broken)
+				tt.mend(b, s)
+			}
+			b.ReportMetric(float64(took.Microseconds())/1000/float64(b.N), "ms/notice")
+		})
+	}
 }
 
 func TestWatcherOVSDBAbsentAtStart(t *testing.T) {
@@ -193,12 +232,10 @@ func TestWatcherOVSDBRestart(t *testing.T) {
 		return s.Connected && s.Bridges["br-int"].DatapathID != "" && s.Bridges["br-ex"].DatapathID != ""
 	})
 
+	// How promptly: BenchmarkWatcherNoticesOVSDB.
 	drain(w)
-	stopped := time.Now()
 	s.StopOVSDB()
 	snap := waitSnapshot(t, w, "disconnected", func(s Snapshot) bool { return !s.Connected })
-	t.Logf("ovsdb-server gone -> Connected=false: %v", time.Since(stopped))
-	assert.Less(t, time.Since(stopped), 2*time.Second, "a disconnect shows promptly")
 	requireChanged(t, w, "disconnect")
 	assert.Error(t, snap.Err)
 	assert.False(t, snap.Bridges["br-int"].Exists, "nothing is claimed while disconnected")
@@ -295,7 +332,21 @@ func TestWatcherMonitorsOnlyModelledColumns(t *testing.T) {
 	s.VsctlNoWait(args...)
 	s.Vsctl("--no-wait", "set", "bridge", "br-int", "external_ids:x=1") // unmonitored too
 	s.Vsctl("--no-wait", "set", "bridge", "br-other", "datapath_type=dummy")
-	assert.Equal(t, read, p.fromServer.Load(), "bytes from OVSDB after 200 more ports")
+	// A monitored change last: ovsdb-server sends the updates of one
+	// connection in commit order, so once the watcher has this one, any
+	// update for the changes above has come before it.
+	s.Vsctl("--no-wait", "set", "open", ".", "other_config:flow-restore-wait=true")
+	waitSnapshot(t, w, "flow-restore-wait", func(s Snapshot) bool { return s.System.OtherConfig["flow-restore-wait"] == "true" })
+	var updates []string
+	for _, m := range p.serverMessages(t) {
+		if m.end > read && strings.HasPrefix(m.Method, "update") {
+			updates = append(updates, string(m.raw))
+		}
+	}
+	require.Len(t, updates, 1, "updates after 200 more ports: %s", updates)
+	assert.Contains(t, updates[0], "flow-restore-wait")
+	assert.NotContains(t, updates[0], `"Interface"`)
+	assert.NotContains(t, updates[0], `"Bridge"`)
 }
 
 // With OVSDB away, attempts go on with backoff, one line says why at the
@@ -359,6 +410,12 @@ func TestWatcherSnapshotDuringReconnects(t *testing.T) {
 	start(t, w)
 	done := make(chan struct{})
 	var wg sync.WaitGroup
+	// Deferred: a t.Fatalf below must stop the readers too, before the test
+	// ends (a t.Error after it would panic).
+	defer func() {
+		close(done)
+		wg.Wait()
+	}()
 	for i := 0; i < 2; i++ {
 		wg.Add(1)
 		go func() {
@@ -383,8 +440,6 @@ func TestWatcherSnapshotDuringReconnects(t *testing.T) {
 		waitSnapshot(t, w, "disconnected", func(s Snapshot) bool { return !s.Connected })
 		s.StartOVSDB()
 	}
-	close(done)
-	wg.Wait()
 	waitSnapshot(t, w, "br-int", func(s Snapshot) bool { return s.Connected && s.Bridges["br-int"].Exists })
 }
 
@@ -401,10 +456,8 @@ func TestWatcherHungOVSDB(t *testing.T) {
 	pid := s.OVSDBPID()
 	require.NoError(t, syscall.Kill(pid, syscall.SIGSTOP))
 	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGCONT) })
-	hung := time.Now()
+	// How promptly: BenchmarkWatcherNoticesOVSDB.
 	snap := waitSnapshot(t, w, "disconnected", func(s Snapshot) bool { return !s.Connected })
-	t.Logf("ovsdb-server hung -> Connected=false: %v", time.Since(hung))
-	assert.Less(t, time.Since(hung), 3*time.Second)
 	assert.ErrorIs(t, snap.Err, ErrNotAnswering)
 	assert.Equal(t, "not answering within 300ms", snap.Err.Error())
 	// Reconnecting to the hung server: the attempts time out, with the same words.
@@ -490,9 +543,7 @@ func TestWatcherRunStops(t *testing.T) {
 			err := w.Run(context.Background())
 			assert.EqualError(t, err, "ovsdb watcher already running")
 
-			stopping := time.Now()
-			stop()
-			assert.Less(t, time.Since(stopping), time.Second)
+			stop() // fails the test unless Run returns nil within 5 s
 			snap := w.Snapshot()
 			assert.False(t, snap.Connected)
 			require.Error(t, snap.Err)

@@ -57,8 +57,12 @@ type Cluster struct {
 	dir     string
 	bin     string
 	etcdURL string
-	port    string
+	port    string // kube-apiserver's; see ports.go
 	tokens  map[string]string
+	// releasePort gives up the lock on port; started says kube-apiserver
+	// has been ready once (a restart keeps the port).
+	releasePort func()
+	started     bool
 
 	mu          sync.Mutex
 	etcd        *proc
@@ -91,21 +95,20 @@ func (p *proc) running() bool {
 func Start(t testing.TB) *Cluster {
 	t.Helper()
 	bin := require(t)
-	// TempDir first: its removal is then a cleanup that runs after ours.
-	dir := t.TempDir()
-	ports := freePorts(t, 3)
+	// The directory first: its removal is then a cleanup that runs after
+	// ours. A short one, for etcd's unix sockets there (sun_path).
+	dir := testutil.ShortTempDir(t, "kubetest")
 	c := &Cluster{
 		t:       t,
 		dir:     dir,
 		bin:     bin,
-		etcdURL: "http://127.0.0.1:" + ports[0],
-		port:    ports[2],
+		etcdURL: etcdSocket,
 		tokens:  map[string]string{},
 	}
 	t.Cleanup(c.cleanup)
 
 	c.writeAuthFiles(t)
-	c.startEtcd(t, "http://127.0.0.1:"+ports[1])
+	c.startEtcd(t)
 	c.StartAPIServer(t)
 	return c
 }
@@ -176,13 +179,19 @@ func (c *Cluster) AdminClient() kubernetes.Interface {
 // Kubeconfig writes a kubeconfig file for user and returns its path.
 func (c *Cluster) Kubeconfig(t testing.TB, user string) string {
 	t.Helper()
-	cfg := c.RESTConfig(t, user)
+	return c.writeKubeconfig(t, user, c.RESTConfig(t, user).BearerToken)
+}
+
+// writeKubeconfig writes DIR/NAME.kubeconfig, which authenticates with token.
+func (c *Cluster) writeKubeconfig(t testing.TB, name, token string) string {
+	t.Helper()
+	cfg := c.RESTConfig(t, AdminUser)
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["kubetest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos[user] = &clientcmdapi.AuthInfo{Token: cfg.BearerToken}
-	kc.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: user}
+	kc.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: token}
+	kc.Contexts["kubetest"] = &clientcmdapi.Context{Cluster: "kubetest", AuthInfo: name}
 	kc.CurrentContext = "kubetest"
-	path := filepath.Join(c.dir, user+".kubeconfig")
+	path := filepath.Join(c.dir, name+".kubeconfig")
 	if err := clientcmd.WriteToFile(*kc, path); err != nil {
 		t.Fatalf("kubetest: write kubeconfig: %v", err)
 	}
@@ -209,6 +218,9 @@ func (c *Cluster) StopAPIServer(t testing.TB) {
 }
 
 // StartAPIServer starts kube-apiserver and waits until /readyz answers 200.
+// A restart listens on the port of the first start. If that port is taken
+// (ports.go says by whom it can be), a first start tries another port, a
+// restart the same one until readyTimeout has passed.
 func (c *Cluster) StartAPIServer(t testing.TB) {
 	t.Helper()
 	c.mu.Lock()
@@ -217,6 +229,37 @@ func (c *Cluster) StartAPIServer(t testing.TB) {
 	if running {
 		t.Fatal("kubetest: kube-apiserver already running")
 	}
+	start := time.Now()
+	for attempt := 1; ; attempt++ {
+		if c.port == "" {
+			c.port, c.releasePort = reservePort(t)
+		}
+		offset := logSize(c.path("kube-apiserver.log"))
+		err := c.startAPIServer(t)
+		switch {
+		case err == nil:
+			c.started = true
+			t.Logf("kubetest: kube-apiserver ready at %s after %v", c.URL(), time.Since(start).Round(time.Millisecond))
+			return
+		case !foundPortInUse(c.path("kube-apiserver.log"), offset):
+			t.Fatalf("kubetest: %v\n%s", err, tail(c.path("kube-apiserver.log")))
+		case !c.started && attempt < bindRetries:
+			t.Logf("kubetest: port %s is in use; kube-apiserver tries another", c.port)
+			c.releasePort()
+			c.port = ""
+		case c.started && time.Since(start) < readyTimeout:
+			t.Logf("kubetest: port %s is in use; kube-apiserver tries it again", c.port)
+			time.Sleep(time.Second) // between attempts, not a synchronisation
+		default:
+			t.Fatalf("kubetest: kube-apiserver's port %s stays in use: %v\n%s", c.port, err, tail(c.path("kube-apiserver.log")))
+		}
+	}
+}
+
+// startAPIServer starts kube-apiserver once and waits until /readyz answers
+// 200; it returns an error if kube-apiserver exits first.
+func (c *Cluster) startAPIServer(t testing.TB) error {
+	t.Helper()
 	p := c.spawn(t, "kube-apiserver", c.bin,
 		"--etcd-servers="+c.etcdURL,
 		"--bind-address=127.0.0.1",
@@ -239,15 +282,17 @@ func (c *Cluster) StartAPIServer(t testing.TB) {
 		// The ServiceAccount admission plugin wants a token controller
 		// (kube-controller-manager) that these tests do not run.
 		"--disable-admission-plugins=ServiceAccount",
+		// CNI manifests run privileged containers; every cluster that can
+		// install a CNI allows them (kubeadm sets this too).
+		"--allow-privileged=true",
 		"--profiling=false",
 	)
 	c.mu.Lock()
 	c.apiserver = p
 	c.mu.Unlock()
 
-	start := time.Now()
 	var rc rest.Interface
-	c.waitFor(t, p, "/readyz", func(ctx context.Context) (bool, error) {
+	return c.waitFor(t, p, "/readyz", func(ctx context.Context) (bool, error) {
 		if rc == nil {
 			// kube-apiserver writes its self-signed certificate (with its CA)
 			// before it listens; kept across restarts.
@@ -266,7 +311,6 @@ func (c *Cluster) StartAPIServer(t testing.TB) {
 		err := rc.Get().AbsPath("/readyz").Do(ctx).StatusCode(&code).Error()
 		return err == nil && code == http.StatusOK, nil
 	})
-	t.Logf("kubetest: kube-apiserver ready at %s after %v", c.URL(), time.Since(start).Round(time.Millisecond))
 }
 
 // pollClient is an admin REST client that closes each connection after its
@@ -295,16 +339,16 @@ func (w withoutKeepAlives) RoundTrip(req *http.Request) (*http.Response, error) 
 	return w.rt.RoundTrip(req)
 }
 
-func (c *Cluster) startEtcd(t testing.TB, peer string) {
+func (c *Cluster) startEtcd(t testing.TB) {
 	t.Helper()
 	p := c.spawn(t, "etcd", "etcd",
 		"--name=kubetest",
 		"--data-dir="+c.path("etcd"),
 		"--listen-client-urls="+c.etcdURL,
 		"--advertise-client-urls="+c.etcdURL,
-		"--listen-peer-urls="+peer,
-		"--initial-advertise-peer-urls="+peer,
-		"--initial-cluster=kubetest="+peer,
+		"--listen-peer-urls="+etcdPeerSocket,
+		"--initial-advertise-peer-urls="+etcdPeerSocket,
+		"--initial-cluster=kubetest="+etcdPeerSocket,
 		// Test data need not survive a power cut; fsync is most of etcd's latency.
 		"--unsafe-no-fsync",
 		"--logger=zap",
@@ -312,9 +356,16 @@ func (c *Cluster) startEtcd(t testing.TB, peer string) {
 	c.mu.Lock()
 	c.etcd = p
 	c.mu.Unlock()
-	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	c.waitFor(t, p, "etcd /health", func(ctx context.Context) (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.etcdURL+"/health", nil)
+	socket := c.path(strings.TrimPrefix(c.etcdURL, "unix://"))
+	hc := &http.Client{Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", socket)
+		},
+	}}
+	err := c.waitFor(t, p, "etcd /health", func(ctx context.Context) (bool, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://etcd/health", nil)
 		if err != nil {
 			return false, err
 		}
@@ -325,22 +376,9 @@ func (c *Cluster) startEtcd(t testing.TB, peer string) {
 		res.Body.Close()
 		return res.StatusCode == http.StatusOK, nil
 	})
-}
-
-// freePorts returns n distinct loopback ports that nobody listens on now. It
-// holds every listener until it has them all, so no two ports are the same.
-func freePorts(t testing.TB, n int) []string {
-	t.Helper()
-	ports := make([]string, n)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		_, ports[i], _ = net.SplitHostPort(ln.Addr().String())
+	if err != nil {
+		t.Fatalf("kubetest: %v\n%s", err, tail(p.log))
 	}
-	return ports
 }
 
 // writeAuthFiles writes the service-account signing key and the static token
@@ -413,8 +451,9 @@ func (c *Cluster) spawn(t testing.TB, name, bin string, args ...string) *proc {
 	return p
 }
 
-// waitFor polls ready until it reports true, p exits, or readyTimeout passes.
-func (c *Cluster) waitFor(t testing.TB, p *proc, what string, ready func(context.Context) (bool, error)) {
+// waitFor polls ready until it reports true, p exits (an error), or
+// readyTimeout passes (a failure of t).
+func (c *Cluster) waitFor(t testing.TB, p *proc, what string, ready func(context.Context) (bool, error)) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
@@ -428,11 +467,15 @@ func (c *Cluster) waitFor(t testing.TB, p *proc, what string, ready func(context
 			t.Fatalf("kubetest: wait for %s: %v", what, err)
 		}
 		if ok {
-			return
+			return nil
 		}
 		select {
 		case <-p.exited:
-			t.Fatalf("kubetest: %s exited before %s was ready: %v\n%s", p.name, what, p.err, tail(p.log))
+			err := p.err
+			if err == nil {
+				err = errors.New("exit status 0")
+			}
+			return fmt.Errorf("%s exited before %s was ready: %w", p.name, what, err)
 		case <-ctx.Done():
 			t.Fatalf("kubetest: %s not ready after %v\n%s", what, readyTimeout, tail(p.log))
 		case <-tick.C:
@@ -484,6 +527,9 @@ func (c *Cluster) cleanup() {
 			c.t.Errorf("kubetest: %v", err)
 		}
 	}
+	if c.releasePort != nil {
+		c.releasePort()
+	}
 	if c.t.Failed() {
 		for _, p := range procs {
 			if p != nil {
@@ -510,7 +556,11 @@ func tail(path string) string {
 
 // binary finds the cached kube-apiserver through hack/kube-apiserver.sh once
 // per test binary.
-var binary = sync.OnceValues(func() (string, error) {
+var binary = sync.OnceValues(func() (string, error) { return hackPath("kube-apiserver.sh", "path") })
+
+// hackPath runs the repository's hack/SCRIPT with args and returns the last
+// line it prints: the path of what it built or extracted.
+func hackPath(script string, args ...string) (string, error) {
 	wd, err := os.Getwd()
 	if err != nil {
 		return "", err
@@ -518,7 +568,7 @@ var binary = sync.OnceValues(func() (string, error) {
 	for dir := wd; ; dir = filepath.Dir(dir) {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
 			var stderr bytes.Buffer
-			cmd := exec.Command(filepath.Join(dir, "hack", "kube-apiserver.sh"), "path")
+			cmd := exec.Command(filepath.Join(dir, "hack", script), args...)
 			cmd.Stderr = &stderr
 			out, err := cmd.Output()
 			if err != nil {
@@ -532,7 +582,7 @@ var binary = sync.OnceValues(func() (string, error) {
 			return "", fmt.Errorf("no go.mod above %s: run the tests from inside the ovsgate repository", wd)
 		}
 	}
-})
+}
 
 // require returns the kube-apiserver binary's path, or skips t (fails it in
 // CI) when kube-apiserver or etcd is missing.

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -63,19 +64,30 @@ type Sandbox struct {
 	t    testing.TB
 	Dir  string
 	mode Mode
+	// owner, when set, is the user the daemons run as (see StartOwnedBy).
+	owner *Owner
 
 	mu       sync.Mutex
 	ovsdb    *proc
 	vswitchd *proc
+	// died lists the daemons that exited on their own and were replaced
+	// since: stopAll reports them with the ones it finds dead.
+	died []string
 }
 
 // proc is a daemon this sandbox started and therefore may stop. For an
 // ovs-vswitchd in its own pid namespace, cmd is the unshare process and
 // child the ovs-vswitchd it forked (its pid in the test's namespace).
 type proc struct {
+	name   string
 	cmd    *exec.Cmd
 	child  int
 	exited chan struct{}
+	err    error // cmd.Wait's result, set before exited is closed
+	// ended is set before the sandbox signals the daemon to end it (stop,
+	// a fatal SignalVSwitchd) or asks it to exit (ExitVSwitchd): an exit
+	// without it is a crash, which fails the test.
+	ended atomic.Bool
 }
 
 // target is the process signals go to: ovs-vswitchd itself.
@@ -84,6 +96,19 @@ func (p *proc) target() int {
 		return p.child
 	}
 	return p.cmd.Process.Pid
+}
+
+// diedOnItsOwn describes the daemon's exit if it exited without being told
+// to; else "".
+func (p *proc) diedOnItsOwn() string {
+	if p == nil || p.alive() || p.ended.Load() {
+		return ""
+	}
+	exit := "exit status 0"
+	if p.err != nil {
+		exit = p.err.Error()
+	}
+	return fmt.Sprintf("%s (pid %d) exited on its own: %s", p.name, p.target(), exit)
 }
 
 func (p *proc) alive() bool {
@@ -203,14 +228,14 @@ func (s *Sandbox) notRunning(pp **proc, name string) {
 func (s *Sandbox) StartOVSDB() {
 	s.t.Helper()
 	s.notRunning(&s.ovsdb, "ovsdb-server")
-	p := s.spawn("ovsdb-server", s.path("conf.db"),
+	p := s.spawn("ovsdb-server", "ovsdb-server", s.path("conf.db"),
 		"--remote=punix:"+s.DBSocket(),
 		"--unixctl="+s.path("ovsdb-server.ctl"),
 		"--pidfile="+s.path("ovsdb-server.pid"),
 		"--log-file="+s.path("ovsdb-server.log"),
 		"-vconsole:off", "--no-chdir")
 	s.mu.Lock()
-	s.ovsdb = p
+	s.replace(&s.ovsdb, p)
 	s.mu.Unlock()
 	s.Eventually(10*time.Second, "ovsdb-server answers", func() bool {
 		return exec.Command("ovs-vsctl", "--db=unix:"+s.DBSocket(), "--no-wait", "--timeout=1", "init").Run() == nil
@@ -326,9 +351,9 @@ func (s *Sandbox) StartVSwitchdNoWait() int {
 		args = append([]string{"--pid", "--fork", "--mount-proc", "--kill-child", name}, args...)
 		name = "unshare"
 	}
-	p := s.spawn(name, args...)
+	p := s.spawn("ovs-vswitchd", name, args...)
 	s.mu.Lock()
-	s.vswitchd = p
+	s.replace(&s.vswitchd, p)
 	s.mu.Unlock()
 	if s.mode == PidNS {
 		return 1
@@ -395,6 +420,7 @@ func (s *Sandbox) ExitVSwitchd() {
 		s.t.Fatal("ovs-vswitchd is not running")
 	}
 	socket := s.path("ovs-vswitchd." + strconv.Itoa(s.VSwitchdPID()) + ".ctl")
+	p.ended.Store(true)
 	s.run("ovs-appctl", "-t", socket, "exit")
 	select {
 	case <-p.exited:
@@ -428,6 +454,9 @@ func (s *Sandbox) SignalVSwitchd(sig syscall.Signal) {
 	}
 	if s.mode == PidNS && s.VSwitchdHostPID() == 0 {
 		s.t.Fatal("ovs-vswitchd's process in its pid namespace is not known yet")
+	}
+	if sig != syscall.SIGSTOP && sig != syscall.SIGCONT {
+		p.ended.Store(true) // whatever follows, the test asked for it
 	}
 	if err := syscall.Kill(p.target(), sig); err != nil {
 		s.t.Fatalf("signal ovs-vswitchd: %v", err)
@@ -509,23 +538,34 @@ func (s *Sandbox) run(name string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func (s *Sandbox) spawn(name string, args ...string) *proc {
+// spawn starts bin with args as the daemon called name.
+func (s *Sandbox) spawn(name, bin string, args ...string) *proc {
 	s.t.Helper()
-	cmd := exec.Command(name, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = s.Env()
 	cmd.Dir = s.Dir
 	// Own process group, so a signal meant for the test runner does not reach it
 	// and it cannot outlive cleanup unnoticed.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	s.runAsOwner(cmd)
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start %s: %v", name, err)
 	}
-	p := &proc{cmd: cmd, exited: make(chan struct{})}
+	p := &proc{name: name, cmd: cmd, exited: make(chan struct{})}
 	go func() {
-		_ = cmd.Wait()
+		p.err = cmd.Wait()
 		close(p.exited)
 	}()
 	return p
+}
+
+// replace makes p the daemon *pp, remembering the one it replaces if that
+// one died on its own. s.mu must be held.
+func (s *Sandbox) replace(pp **proc, p *proc) {
+	if why := (*pp).diedOnItsOwn(); why != "" {
+		s.died = append(s.died, why)
+	}
+	*pp = p
 }
 
 func (s *Sandbox) stop(pp **proc, sig syscall.Signal) {
@@ -536,6 +576,7 @@ func (s *Sandbox) stop(pp **proc, sig syscall.Signal) {
 	if p == nil || !p.alive() {
 		return
 	}
+	p.ended.Store(true)
 	if p.cmd.Args[0] == "unshare" && p.child == 0 {
 		p.child = childOf(p.cmd.Process.Pid)
 	}
@@ -554,11 +595,23 @@ func (s *Sandbox) stop(pp **proc, sig syscall.Signal) {
 	}
 }
 
-// stopAll stops whatever this sandbox still runs, by pid, and reports a daemon
-// that had crashed on its own with its log tail.
+// stopAll stops whatever this sandbox still runs, by pid, and fails the test
+// for each daemon that had exited without being told to (a crash the test
+// may not have noticed), with the logs' tails.
 func (s *Sandbox) stopAll() {
+	s.mu.Lock()
+	died := s.died
+	for _, p := range []*proc{s.vswitchd, s.ovsdb} {
+		if why := p.diedOnItsOwn(); why != "" {
+			died = append(died, why)
+		}
+	}
+	s.mu.Unlock()
 	s.stop(&s.vswitchd, syscall.SIGTERM)
 	s.stop(&s.ovsdb, syscall.SIGTERM)
+	for _, why := range died {
+		s.t.Errorf("%s: %s", s.Dir, why)
+	}
 	if s.t.Failed() {
 		for _, log := range []string{"ovs-vswitchd.log", "ovsdb-server.log"} {
 			if b, err := os.ReadFile(s.path(log)); err == nil {

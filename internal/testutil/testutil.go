@@ -3,7 +3,6 @@ package testutil
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"strings"
 	"sync"
@@ -37,20 +36,6 @@ func (b *SyncBuffer) Lines() []string {
 		return nil
 	}
 	return strings.Split(s, "\n")
-}
-
-// FreeAddr returns a loopback address whose port nobody listens on now.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	if err := ln.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 // ShortTempDir returns a new temporary directory whose paths fit in a unix
