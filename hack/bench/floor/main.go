@@ -4,11 +4,15 @@
 // serve's, as the floor under any Go HTTP daemon's RSS.
 //
 // usage: floor ADDR
+//
+// ADDR may have port 0: floor prints "listening on HOST:PORT" on stderr
+// once it listens, so a caller never picks a port and hopes.
 package main
 
 import (
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 )
@@ -18,9 +22,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: floor ADDR")
 		os.Exit(2)
 	}
-	err := http.ListenAndServe(os.Args[1], http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, "ok")
-	}))
+	ln, err := net.Listen("tcp", os.Args[1])
+	if err == nil {
+		fmt.Fprintln(os.Stderr, "listening on", ln.Addr())
+		err = http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			_, _ = io.WriteString(w, "ok")
+		}))
+	}
 	fmt.Fprintln(os.Stderr, "floor:", err)
 	os.Exit(1)
 }
