@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ovsgate/ovsgate/gate"
+	"github.com/ovsgate/ovsgate/probe"
 )
 
 type checkOptions struct {
@@ -48,26 +49,13 @@ func newCheckCommand(stdout io.Writer) *cobra.Command {
 
 func (o *checkOptions) run(ctx context.Context, stdout io.Writer) error {
 	quietUnlessVerbose()
-	if o.timeout > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, o.timeout)
-		defer cancel()
-	}
-	cfg := o.config()
-	if o.timeout > 0 {
-		// Leave time within --timeout to tell a stalled ovs-vswitchd busy
-		// from hung, rather than end on "no answer yet".
-		cfg.CallTimeout = min(gate.DefaultCallTimeout, o.timeout/2)
-	}
-	s, complete, err := gate.Evaluate(ctx, cfg)
+	st, err := gate.Evaluate(ctx, o.config(), o.timeout)
 	if err != nil {
 		return fatalError(err)
 	}
-	if !complete && !s.Ready {
-		s.Reason = fmt.Sprintf("evaluation incomplete after %s: %s", o.timeout, s.Reason)
-	}
+	s := st.Status
 	if o.statusFile != "" {
-		if err := writeStatusFile(o.statusFile, s); err != nil {
+		if err := probe.NewStatusFile(o.statusFile).Write(s); err != nil {
 			return fatalError(err)
 		}
 	}

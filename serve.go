@@ -7,17 +7,16 @@ import (
 	"log"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 	"k8s.io/klog/v2"
 
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ovsgate/ovsgate/gate"
-	"github.com/ovsgate/ovsgate/internal/errutil"
 	"github.com/ovsgate/ovsgate/nodecondition"
 	"github.com/ovsgate/ovsgate/probe"
 )
@@ -149,20 +148,34 @@ func validateAddr(flag, addr string) error {
 }
 
 func (o *serveOptions) run(ctx context.Context, writer *nodecondition.Writer) error {
-	// Bind first: a port in use is a fatal error before anything else starts.
-	probeLn, err := probe.Listen(o.probeAddr)
+	probeLn, metricsLn, err := o.listen()
 	if err != nil {
 		return fatalError(err)
 	}
-	defer probeLn.Close()
-	var metricsLn net.Listener
+	return o.serve(ctx, writer, probeLn, metricsLn)
+}
+
+// listen binds the listeners first: a port in use is a fatal error before
+// anything else starts. metricsLn is nil when metrics are off.
+func (o *serveOptions) listen() (probeLn, metricsLn net.Listener, err error) {
+	if probeLn, err = probe.Listen(o.probeAddr); err != nil {
+		return nil, nil, err
+	}
 	if o.metricsAddr != "0" {
 		if metricsLn, err = probe.Listen(o.metricsAddr); err != nil {
-			return fatalError(err)
+			probeLn.Close()
+			return nil, nil, err
 		}
-		defer metricsLn.Close()
 	}
+	return probeLn, metricsLn, nil
+}
 
+// serve runs the daemon on listeners already bound (metricsLn nil: metrics
+// off) until ctx is done or a part of it fails, then leaves the status file
+// not ready. Each part runs on its own goroutine and hears of the gate
+// through a subscription of its own, so none waits for another: a slow
+// disk never delays the probe or the node condition.
+func (o *serveOptions) serve(ctx context.Context, writer *nodecondition.Writer, probeLn, metricsLn net.Listener) error {
 	metrics := probe.NewMetrics()
 	if writer != nil {
 		metrics.Register(writer.Collectors()...)
@@ -171,6 +184,10 @@ func (o *serveOptions) run(ctx context.Context, writer *nodecondition.Writer) er
 	cfg.Observer = metrics.ObserveAppctl
 	g, err := gate.New(cfg)
 	if err != nil {
+		probeLn.Close()
+		if metricsLn != nil {
+			metricsLn.Close()
+		}
 		return fatalError(err)
 	}
 	prb := probe.NewProbe(func() error { return g.Alive(maxLoopStall) })
@@ -183,132 +200,90 @@ func (o *serveOptions) run(ctx context.Context, writer *nodecondition.Writer) er
 		"nodeCondition", o.nodeCondition, "node", o.nodeName)
 
 	errorLog := log.New(klogWriter{}, "", 0)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var wg sync.WaitGroup
-	serveErr := make(chan error, 2)
-	serve := func(name string, run func() error) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := run(); err != nil {
-				serveErr <- fmt.Errorf("%s listener: %w", name, err)
-			}
-		}()
-	}
-	probeSrv := probe.NewServer(prb, errorLog)
-	serve("probe", func() error { return probe.Serve(ctx, probeSrv, probeLn) })
+	parts, ctx := errgroup.WithContext(ctx)
+	parts.Go(named("probe listener", func() error { return probe.Serve(ctx, probe.NewServer(prb, errorLog), probeLn) }))
 	if metricsLn != nil {
-		metricsSrv := probe.NewServer(metrics.Handler(), errorLog)
-		serve("metrics", func() error { return probe.Serve(ctx, metricsSrv, metricsLn) })
+		parts.Go(named("metrics listener", func() error { return probe.Serve(ctx, probe.NewServer(metrics.Handler(), errorLog), metricsLn) }))
 	}
-
-	stopGate := g.Start(ctx)
+	parts.Go(named("gate", func() error { return g.Run(ctx) }))
+	parts.Go(forEach(ctx, g.Subscribe(), func(s gate.State) { publish(s, prb, metrics, writer) }))
+	if file != nil {
+		parts.Go(forEach(ctx, g.Subscribe(), func(s gate.State) { file.Keep(s.Status) }))
+	}
 	if writer != nil {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := writer.Run(ctx); err != nil {
-				serveErr <- fmt.Errorf("node condition: %w", err)
-			}
-		}()
+		parts.Go(named("node condition", func() error { return writer.Run(ctx) }))
 	}
-
-	// The node condition hears of the gate only once it has settled: what
-	// comes before (starting, connecting) is no verdict on OVS, and writing
-	// it would turn a node's True condition False on every restart of
-	// ovsgate that takes longer than the writer's merge window to settle.
-	pub := &publisher{probe: prb, metrics: metrics, file: file}
-	updates := g.Subscribe()
-	settled := g.Settled()
-	var notReadyWarning <-chan time.Time
 	if o.timeout > 0 {
-		t := time.NewTimer(o.timeout)
-		defer t.Stop()
-		notReadyWarning = t.C
+		parts.Go(func() error { warnIfNotReady(ctx, g, o.timeout); return nil })
 	}
-	var fatal error
-loop:
-	for {
-		select {
-		case s := <-updates:
-			pub.publish(s)
-		case <-settled:
-			settled = nil
-			metrics.CountFrom(g.Status())
-			if writer != nil {
-				pub.node = writer
-				writer.Update(g.Status())
-			}
-		case <-notReadyWarning:
-			if s := g.Status(); !s.Ready {
-				klog.Warningf("Still not ready after %s: %s", o.timeout, s.Reason)
-			}
-		case err := <-serveErr:
-			fatal = err
-			break loop
-		case <-ctx.Done():
-			break loop
-		}
-	}
-	cancel()
-	stopGate()
-	wg.Wait()
+	err = parts.Wait()
 
 	// Never leave a stale "ready": whoever reads the file after we are gone
 	// must not trust an OVS nobody watches any more. The node condition is
 	// left as it is: stopping ovsgate (a rollout of its DaemonSet) says
 	// nothing about OVS, and a reader tells a dead writer by its heartbeat.
-	final := g.Status()
-	final.Ready = false
-	final.Reason = "ovsgate stopped"
-	final.Updated = gate.Timestamp{Time: time.Now()}
-	pub.node = nil
-	pub.publish(final)
+	final := g.State().Stopped()
+	publish(final, prb, metrics, nil)
+	if file != nil {
+		file.Keep(final.Status)
+	}
 	klog.InfoS("Stopped ovsgate")
-	if fatal != nil {
-		return fatalError(fatal)
+	if err != nil {
+		return fatalError(err)
 	}
 	return nil
 }
 
-// publisher hands each status to the probe, the metrics, the node condition
-// (none of which waits) and the status file. It logs a failing status file
-// once per distinct error, not once per status.
-type publisher struct {
-	probe   *probe.Probe
-	metrics *probe.Metrics
-	node    *nodecondition.Writer // nil: no node condition
-	file    *probe.StatusFile
-	fileErr string
-}
-
-func (p *publisher) publish(s gate.Status) {
-	p.probe.Update(s)
-	p.metrics.Observe(s)
-	if p.node != nil {
-		p.node.Update(s)
-	}
-	if p.file == nil {
-		return
-	}
-	err := p.file.Write(s)
-	switch {
-	case err != nil && errutil.Root(err).Error() != p.fileErr:
-		klog.ErrorS(err, "Cannot write the status file; probes still answer")
-		p.fileErr = errutil.Root(err).Error()
-	case err == nil && p.fileErr != "":
-		klog.InfoS("Status file writable again")
-		p.fileErr = ""
+// named prefixes the error of a part with its name.
+func named(name string, run func() error) func() error {
+	return func() error {
+		if err := run(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
 	}
 }
 
-// writeStatusFile writes one status to path (wait and check).
-func writeStatusFile(path string, s gate.Status) error {
-	if err := probe.NewStatusFile(path).Write(s); err != nil {
-		return fmt.Errorf("write status file: %w", err)
+// forEach is a part that hands each state of a subscription to f until ctx
+// is done. The subscription is a mailbox of one slot: while f is busy, only
+// the latest state waits for it.
+func forEach(ctx context.Context, updates <-chan gate.State, f func(gate.State)) func() error {
+	return func() error {
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case s := <-updates:
+				f(s)
+			}
+		}
 	}
-	return nil
+}
+
+// publish hands a state to the probe, the metrics and, once the gate has
+// settled, the node condition (nil: none); none of them waits. What comes
+// before settling (starting, connecting) is no verdict on OVS: writing it
+// would turn a node's True condition False on every restart of ovsgate that
+// takes longer than the writer's merge window to settle.
+func publish(s gate.State, prb *probe.Probe, metrics *probe.Metrics, node *nodecondition.Writer) {
+	prb.Update(s.Status)
+	metrics.Observe(s)
+	if node != nil && s.Settled {
+		node.Update(s)
+	}
+}
+
+// warnIfNotReady logs a warning if the gate is not ready d after the start.
+func warnIfNotReady(ctx context.Context, g *gate.Gate, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+		if s := g.State(); !s.Ready {
+			klog.Warningf("Still not ready after %s: %s", d, s.Reason)
+		}
+	}
 }
 
 func addrOf(ln net.Listener) string {

@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/ovsgate/ovsgate/gate"
+	"github.com/ovsgate/ovsgate/probe"
 )
 
 func newWaitCommand(stderr io.Writer) *cobra.Command {
@@ -46,23 +47,15 @@ func runWait(ctx context.Context, o *gateOptions, stderr io.Writer) error {
 		defer t.Stop()
 		timeout = t.C
 	}
-	// Until every check has had an answer, states such as "connecting" are
-	// not worth a line; print the state as of settling, then every change.
-	var last gate.Status
-	var printed bool
-	settled := g.Settled()
+	// Until the gate has settled, states such as "connecting" are not
+	// worth a line; print the state as of settling, then every change.
+	var last gate.State
 	updates := g.Subscribe()
 	for {
 		select {
-		case <-settled:
-			settled = nil
-			if s := g.Status(); !s.Ready && !printed {
-				fmt.Fprintf(stderr, "ovsgate: not ready: %s\n", s.Reason)
-				printed, last = true, s
-			}
 		case s := <-updates:
 			if o.statusFile != "" {
-				if err := writeStatusFile(o.statusFile, s); err != nil {
+				if err := probe.NewStatusFile(o.statusFile).Write(s.Status); err != nil {
 					klog.ErrorS(err, "Cannot write status file", "path", o.statusFile)
 				}
 			}
@@ -71,9 +64,8 @@ func runWait(ctx context.Context, o *gateOptions, stderr io.Writer) error {
 					time.Since(start).Round(time.Millisecond), s.VSwitchd.PID)
 				return nil
 			}
-			if settled == nil && (!printed || s.Reason != last.Reason) {
+			if s.Settled && (!last.Settled || s.Reason != last.Reason) {
 				fmt.Fprintf(stderr, "ovsgate: not ready: %s\n", s.Reason)
-				printed = true
 			}
 			last = s
 		case <-timeout:

@@ -21,19 +21,13 @@ func (c *Conn) Call(ctx context.Context, method string, args ...string) (string,
 }
 
 // Version asks for ovs-vswitchd's version: "3.1.0".
-func (c *Conn) Version(ctx context.Context) (string, error) {
-	out, err := c.Call(ctx, "version")
-	if err != nil {
-		return "", err
-	}
-	return ParseVersion(out)
-}
+func (c *Conn) Version(ctx context.Context) (string, error) { return call(ctx, c, Version()) }
 
 // DPFeatures asks for and parses dpif/show-dp-features of bridge.
 func (c *Conn) DPFeatures(ctx context.Context, bridge string) (Features, error) {
-	out, err := c.Call(ctx, "dpif/show-dp-features", bridge)
-	if err != nil {
-		return nil, err
-	}
-	return ParseDPFeatures(out)
+	return call(ctx, c, DPFeatures(bridge))
+}
+
+func call[T any](ctx context.Context, c *Conn, cmd Command[T]) (T, error) {
+	return cmd.Read(c.roundTrip(ctx, []Request{cmd.Request})[0])
 }

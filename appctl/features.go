@@ -86,12 +86,3 @@ func (f Features) Map() map[string]any {
 	}
 	return m
 }
-
-// Features reads a Result that answers dpif/show-dp-features: its error, or
-// the parsed features.
-func (r Result) Features() (Features, error) {
-	if r.Err != nil {
-		return nil, r.Err
-	}
-	return ParseDPFeatures(r.Text)
-}

@@ -67,7 +67,7 @@ func benchGate(b *testing.B, s *ovstest.Sandbox) *Gate {
 // inEachMode runs n trials against a gate and a sandbox of each mode, and
 // reports the median and the worst of what trial measured. Each trial
 // starts with the gate ready.
-func inEachMode(b *testing.B, n int, trial func(s *ovstest.Sandbox, g *Gate, ready Status) time.Duration) {
+func inEachMode(b *testing.B, n int, trial func(s *ovstest.Sandbox, g *Gate, ready State) time.Duration) {
 	for _, mode := range ovstest.Modes {
 		b.Run(mode.String(), func(b *testing.B) {
 			s := ovstest.StartIn(b, mode, "br-int")
@@ -75,8 +75,8 @@ func inEachMode(b *testing.B, n int, trial func(s *ovstest.Sandbox, g *Gate, rea
 			var all []time.Duration
 			for b.Loop() {
 				for range n {
-					var st Status
-					if !ovstest.Poll(20*time.Second, func() bool { st = g.Status(); return st.Ready }) {
+					var st State
+					if !ovstest.Poll(20*time.Second, func() bool { st = g.State(); return st.Ready }) {
 						b.Fatal("not ready")
 					}
 					all = append(all, trial(s, g, st))
@@ -99,10 +99,10 @@ func until(b *testing.B, d time.Duration, what string, cond func() bool) {
 // BenchmarkVSwitchdExitNoticed measures the time from ovs-vswitchd's exit
 // (SIGKILL, reaped) to the gate reporting not ready.
 func BenchmarkVSwitchdExitNoticed(b *testing.B) {
-	inEachMode(b, 10, func(s *ovstest.Sandbox, g *Gate, _ Status) time.Duration {
+	inEachMode(b, 10, func(s *ovstest.Sandbox, g *Gate, _ State) time.Duration {
 		s.KillVSwitchd() // returns once the process is reaped
 		start := time.Now()
-		until(b, 5*time.Second, "exit not noticed", func() bool { return !g.Status().Ready })
+		until(b, 5*time.Second, "exit not noticed", func() bool { return !g.State().Ready })
 		d := time.Since(start)
 		s.StartVSwitchd()
 		return d
@@ -113,12 +113,12 @@ func BenchmarkVSwitchdExitNoticed(b *testing.B) {
 // ovs-vswitchd answering on its socket (StartVSwitchd returns then) to the
 // gate being ready on that new instance.
 func BenchmarkRestartToReady(b *testing.B) {
-	inEachMode(b, 20, func(s *ovstest.Sandbox, g *Gate, before Status) time.Duration {
+	inEachMode(b, 20, func(s *ovstest.Sandbox, g *Gate, before State) time.Duration {
 		s.KillVSwitchd()
 		s.StartVSwitchd()
 		start := time.Now()
 		until(b, 10*time.Second, "not ready on the new instance", func() bool {
-			st := g.Status()
+			st := g.State()
 			return st.Ready && st.VSwitchd.Since != nil && st.VSwitchd.Since.After(before.VSwitchd.Since.Time)
 		})
 		return time.Since(start)
@@ -129,10 +129,10 @@ func BenchmarkRestartToReady(b *testing.B) {
 // ovs-vswitchd to the gate calling it hung, with the default timings (a
 // ping after 3s of silence, not ready after 5s without an answer).
 func BenchmarkHangNoticed(b *testing.B) {
-	inEachMode(b, 3, func(s *ovstest.Sandbox, g *Gate, _ Status) time.Duration {
+	inEachMode(b, 3, func(s *ovstest.Sandbox, g *Gate, _ State) time.Duration {
 		s.SignalVSwitchd(syscall.SIGSTOP)
 		start := time.Now()
-		until(b, 15*time.Second, "hang not noticed", func() bool { return g.Status().Cause == CauseVSwitchdNotAnswering })
+		until(b, 15*time.Second, "hang not noticed", func() bool { return g.State().Cause == CauseVSwitchdNotAnswering })
 		d := time.Since(start)
 		s.SignalVSwitchd(syscall.SIGCONT)
 		return d

@@ -1,4 +1,5 @@
 // Package gate decides whether Open vSwitch is ready for a CNI agent: it
-// recomputes a Status from OVSDB, the running ovs-vswitchd and its datapath
-// features whenever anything changes, and publishes each new Status.
+// judges OVSDB, the running ovs-vswitchd and its datapath features with one
+// ordered table of checks whenever anything changes, and publishes each new
+// State (the Status readers see, and what the daemon's own parts read).
 package gate

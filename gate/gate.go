@@ -62,15 +62,15 @@ func (c *Config) setDefaults() {
 	def(&c.RetryMax, DefaultRetryMax)
 }
 
-// Gate watches Open vSwitch and keeps a Status current.
+// Gate watches Open vSwitch and keeps a State current.
 type Gate struct {
 	cfg     Config
+	rule    *rule
 	watcher *ovsdb.Watcher
 
-	mu      sync.Mutex
-	status  Status
-	subs    []chan Status
-	settled chan struct{} // closed once every check has had a definite answer
+	mu    sync.Mutex
+	state State
+	subs  []chan State
 
 	notReadySince time.Time // when the gate last became not ready, for the log
 
@@ -78,19 +78,17 @@ type Gate struct {
 	running  atomic.Bool
 	stopped  atomic.Bool // Run has returned
 
-	onPublish func(Status) // tests see every published status here
-	cpu       cpuReader    // tests replace how ovs-vswitchd's CPU time is read
+	onPublish func(State)              // tests see every published state here
+	cpu       cpuReader                // tests replace how ovs-vswitchd's CPU time is read
+	kernel    func() ([]string, error) // tests replace how the kernel's datapaths are listed
 }
 
-// New validates cfg and returns a Gate that does nothing until Run.
+// New returns a Gate that does nothing until Run. cfg is trusted as the
+// command line's options have checked it: at least one bridge, names
+// without spaces or slashes, no duplicates, an endpoint ParseEndpoint
+// accepts.
 func New(cfg Config) (*Gate, error) {
 	cfg.setDefaults()
-	if len(cfg.Bridges) == 0 {
-		return nil, errors.New("no bridge to gate on")
-	}
-	if cfg.RunDir == "" {
-		return nil, errors.New("no ovs-vswitchd run directory")
-	}
 	var opts []ovsdb.Option
 	if cfg.OVSDBBackoffMin > 0 || cfg.OVSDBBackoffMax > 0 {
 		opts = append(opts, ovsdb.WithBackoff(cfg.OVSDBBackoffMin, cfg.OVSDBBackoffMax))
@@ -102,63 +100,32 @@ func New(cfg Config) (*Gate, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gate{cfg: cfg, watcher: w, settled: make(chan struct{}), notReadySince: time.Now()}
+	g := &Gate{cfg: cfg, rule: newRule(&cfg), watcher: w, notReadySince: time.Now()}
 	g.progress.Store(time.Now().UnixNano()) // /livez is fine while Run is about to start
-	g.status = g.initialStatus()
+	g.state = g.rule.initial()
+	g.state.Updated = Timestamp{time.Now()}
 	return g, nil
 }
 
-// initialStatus is what the gate says before its first reconcile.
-func (g *Gate) initialStatus() Status {
-	s := Status{
-		Reason:  "starting",
-		Cause:   CauseStarting,
-		Updated: Timestamp{time.Now()},
-		OVSDB:   OVSDBStatus{Endpoint: g.cfg.OVSDB},
-	}
-	s.Checks = append(s.Checks,
-		Check{Name: CheckOVSDB, Message: "starting"},
-		Check{Name: CheckVSwitchd, Message: "starting"})
-	for _, br := range g.cfg.Bridges {
-		s.Bridges = append(s.Bridges, BridgeStatus{Name: br, Reason: "starting", Features: map[string]any{}})
-		s.Checks = append(s.Checks,
-			Check{Name: DatapathCheck(br), Message: "starting"},
-			Check{Name: FeaturesCheck(br), Message: "starting"})
-	}
-	for _, name := range g.cfg.RequirePorts {
-		s.Ports = append(s.Ports, PortStatus{Name: name, Reason: "starting"})
-		s.Checks = append(s.Checks, Check{Name: PortCheck(name), Message: "starting"})
-	}
-	if g.cfg.RequireFlowsRestored {
-		s.Checks = append(s.Checks, Check{Name: CheckFlows, Message: "starting"})
-	}
-	return s
-}
-
-// Status returns the current status.
-func (g *Gate) Status() Status {
+// State returns the current state.
+func (g *Gate) State() State {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.status
+	return g.state
 }
 
-// Subscribe returns a channel that receives every new Status. It holds only
-// the latest one: a slow reader skips intermediate states, never blocks the
-// gate, and always ends up with the current status. The current status is
-// delivered at once.
-func (g *Gate) Subscribe() <-chan Status {
-	c := make(chan Status, 1)
+// Subscribe returns a channel that receives every new State: a mailbox of
+// one slot that holds only the latest. A slow reader skips intermediate
+// states, never blocks the gate, and always ends up with the current state.
+// The current state is delivered at once.
+func (g *Gate) Subscribe() <-chan State {
+	c := make(chan State, 1)
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	c <- g.status
+	c <- g.state
 	g.subs = append(g.subs, c)
 	return c
 }
-
-// Settled is closed once every check has had a definite answer at least once
-// (OVSDB connected or failed, ovs-vswitchd reached or not, the features of
-// every bridge with a datapath queried).
-func (g *Gate) Settled() <-chan struct{} { return g.settled }
 
 // Alive reports an error when the gate loop has made no progress for longer
 // than maxStall, which means it is stuck; it never looks at Open vSwitch.
@@ -205,9 +172,12 @@ func (g *Gate) Run(ctx context.Context) error {
 			klog.ErrorS(err, "OVSDB watcher stopped")
 		}
 	})
-	r := newReconciler(wctx, &wg, g.cfg, g.watcher)
+	r := newReconciler(wctx, &wg, g.cfg, g.watcher, g.rule)
 	if g.cpu != nil {
 		r.vs.cpu = g.cpu
+	}
+	if g.kernel != nil {
+		r.diag.list = g.kernel
 	}
 	defer func() {
 		cancel()
@@ -234,9 +204,6 @@ func (g *Gate) Run(ctx context.Context) error {
 			return nil // what is seen while stopping is the stopping itself
 		}
 		g.publish(r.last)
-		if r.settled(now) {
-			g.markSettled()
-		}
 		if !timer.Stop() {
 			select {
 			case <-timer.C:
@@ -247,25 +214,19 @@ func (g *Gate) Run(ctx context.Context) error {
 	}
 }
 
-func (g *Gate) markSettled() {
-	select {
-	case <-g.settled:
-	default:
-		close(g.settled)
-	}
-}
-
 // publish stores s and hands it to subscribers unless nothing but the time
-// would change, and logs changes of readiness and of cause.
-func (g *Gate) publish(s Status) {
+// would change, and logs changes of readiness and of cause. Once settled,
+// the gate stays settled.
+func (g *Gate) publish(s State) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	prev := g.status
+	prev := g.state
+	s.Settled = s.Settled || prev.Settled
 	if s.Equivalent(prev) {
 		return
 	}
 	s.Updated = Timestamp{time.Now()}
-	g.status = s
+	g.state = s
 	switch {
 	case s.Ready && !prev.Ready:
 		klog.InfoS("Ready", "after", s.Updated.Sub(g.notReadySince).Round(time.Microsecond),

@@ -1,20 +1,26 @@
 package gate
 
 import (
+	stdflag "flag"
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// seenReasons collects every reason the gates of this package's tests
-// published: real answers of real and hostile ovs-vswitchd, OVSDB faults.
+// seenReasons collects every reason the gates of this package's tests gave:
+// real answers of real and hostile ovs-vswitchd, OVSDB faults. Each is
+// checked against the README's troubleshooting table as it is seen, in the
+// test that produced it; TestMain checks the other way round, that every
+// row of the table was produced, once the whole package has run.
 var seenReasons reasonSet
 
 type reasonSet struct {
@@ -22,16 +28,43 @@ type reasonSet struct {
 	m  map[string]bool
 }
 
-func (r *reasonSet) add(reason string) {
-	if reason == "" {
-		return
-	}
+var readme struct {
+	once sync.Once
+	pats []*regexp.Regexp
+	err  error
+}
+
+// readmePatterns are the rows of ../README.md's troubleshooting table.
+func readmePatterns() ([]*regexp.Regexp, error) {
+	readme.once.Do(func() {
+		b, err := os.ReadFile("../README.md")
+		if err != nil {
+			readme.err = err
+			return
+		}
+		readme.pats, readme.err = readmeReasons(string(b))
+	})
+	return readme.pats, readme.err
+}
+
+// record adds the reasons st gives, and fails t for each one the README's
+// table does not list.
+func (r *reasonSet) record(t testing.TB, st State) {
+	t.Helper()
+	pats, err := readmePatterns()
+	require.NoError(t, err)
+	parts := reasonParts(st)
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	if r.m == nil {
 		r.m = map[string]bool{}
 	}
-	r.m[reason] = true
+	for _, p := range parts {
+		r.m[p] = true
+	}
+	r.mu.Unlock()
+	if missing := undocumented(pats, parts); len(missing) > 0 {
+		t.Errorf("reasons that README's troubleshooting table does not list:\n  %s", strings.Join(missing, "\n  "))
+	}
 }
 
 func (r *reasonSet) list() []string {
@@ -43,6 +76,37 @@ func (r *reasonSet) list() []string {
 	}
 	sort.Strings(l)
 	return l
+}
+
+// reasonParts are the reasons a state gives: each part of its own reason,
+// and the reason each failing check would give were it the first to fail
+// (a bridge's and a port's as their own status says it). Before the first
+// reconcile there is only "starting".
+func reasonParts(st State) []string {
+	parts := splitBridges(st.Reason)
+	if st.Cause == CauseStarting {
+		return parts
+	}
+	for _, c := range st.Checks {
+		switch {
+		case c.OK:
+		case c.Name == CheckOVSDB:
+			parts = append(parts, "OVSDB: "+c.Message)
+		case c.Name == CheckVSwitchd, c.Name == CheckFlows:
+			parts = append(parts, c.Message)
+		}
+	}
+	for _, b := range st.Bridges {
+		if !b.Ready {
+			parts = append(parts, "bridge "+b.Name+": "+b.Reason)
+		}
+	}
+	for _, p := range st.Ports {
+		if !p.Ready {
+			parts = append(parts, "port "+p.Name+": "+p.Reason)
+		}
+	}
+	return slices.DeleteFunc(parts, func(s string) bool { return s == "" })
 }
 
 // readmeReasons turns the first column of the README's troubleshooting
@@ -91,17 +155,8 @@ func reasonPattern(text string) *regexp.Regexp {
 	return regexp.MustCompile("^" + b.String() + "$")
 }
 
-// reasonsDocumented checks that every reason matches a row of the table.
-// A reason of several bridges is checked bridge by bridge.
-func reasonsDocumented(reasons []string, readmePath string) error {
-	b, err := os.ReadFile(readmePath)
-	if err != nil {
-		return err
-	}
-	pats, err := readmeReasons(string(b))
-	if err != nil {
-		return err
-	}
+// undocumented returns the reasons that match no row of the table.
+func undocumented(pats []*regexp.Regexp, reasons []string) []string {
 	var missing []string
 	for _, reason := range reasons {
 		for _, part := range splitBridges(reason) {
@@ -110,11 +165,18 @@ func reasonsDocumented(reasons []string, readmePath string) error {
 			}
 		}
 	}
-	if len(missing) > 0 {
-		return fmt.Errorf("reasons the tests produced that README's troubleshooting table does not list:\n  %s",
-			strings.Join(missing, "\n  "))
+	return missing
+}
+
+// unproduced returns the rows of the table that no reason matches.
+func unproduced(pats []*regexp.Regexp, reasons []string) []string {
+	var missing []string
+	for _, p := range pats {
+		if !slices.ContainsFunc(reasons, p.MatchString) {
+			missing = append(missing, p.String())
+		}
 	}
-	return nil
+	return missing
 }
 
 // splitBridges splits a reason into its parts: one per bridge, port and
@@ -144,24 +206,40 @@ func matchesAny(pats []*regexp.Regexp, s string) bool {
 	return false
 }
 
-// The check itself must be able to fail: a reason nobody documented is
-// caught, a documented one passes.
-func TestReasonsDocumentedCatchesAnUnlistedReason(t *testing.T) {
-	readme := "| reason | meaning | what to do |\n|---|---|---|\n" +
+// Both checks must be able to fail: a reason nobody documented is caught, a
+// documented one passes; a row nothing produced is caught, a produced one
+// passes.
+func TestREADMECheckCatchesAMismatch(t *testing.T) {
+	pats, err := readmeReasons("| reason | meaning | what to do |\n|---|---|---|\n" +
 		"| `ovs-vswitchd (pid N) exited` | x | y |\n" +
-		"| `bridge B: feature \"X\" is ..., want ...` / `OVSDB: not answering within 5s at ENDPOINT` | x | y |\n\nafter\n"
-	path := t.TempDir() + "/README.md"
-	require.NoError(t, os.WriteFile(path, []byte(readme), 0o644))
-	assert.NoError(t, reasonsDocumented([]string{
+		"| `bridge B: feature \"X\" is ..., want ...` / `OVSDB: not answering within 5s at ENDPOINT` | x | y |\n" +
+		"| `ovsgate stopped` | x | y |\n\nafter\n")
+	require.NoError(t, err)
+	require.Len(t, pats, 4)
+	produced := []string{
 		"ovs-vswitchd (pid 1) exited",
 		`bridge br-int: feature "Recirc" is No, want Yes; bridge br-ex: feature "X" is 1, want >= 2`,
 		"OVSDB: not answering within 300ms at unix:/x/db.sock",
-	}, path))
-	err := reasonsDocumented([]string{"ovs-vswitchd (pid 1) exited", "ovs-vswitchd (pid one) exited", "something new"}, path)
-	require.Error(t, err)
-	assert.Contains(t, err.Error(), "ovs-vswitchd (pid one) exited")
-	assert.Contains(t, err.Error(), "something new")
-	assert.NotContains(t, err.Error(), "(pid 1) exited")
+	}
+	assert.Empty(t, undocumented(pats, produced))
+	assert.Equal(t, []string{"ovs-vswitchd (pid one) exited", "something new"},
+		undocumented(pats, []string{"ovs-vswitchd (pid 1) exited", "ovs-vswitchd (pid one) exited", "something new"}))
+	assert.Equal(t, []string{"^ovsgate stopped$"}, unproduced(pats, produced))
+	assert.Empty(t, unproduced(pats, append(produced, ReasonStopped)))
+}
+
+// A state a daemon leaves when it stops is not ready, whatever it was, and
+// says so; what was known of OVS stays.
+func TestStateStopped(t *testing.T) {
+	ready := State{Status: Status{Ready: true, VSwitchd: VSwitchdStatus{PID: 7}}, Cause: CauseReady, Settled: true, Restarts: 2}
+	st := ready.Stopped()
+	seenReasons.record(t, st)
+	assert.False(t, st.Ready)
+	assert.Equal(t, "ovsgate stopped", st.Reason)
+	assert.WithinDuration(t, time.Now(), st.Updated.Time, time.Minute)
+	assert.Equal(t, 7, st.VSwitchd.PID)
+	assert.Equal(t, uint64(2), st.Restarts)
+	assert.True(t, ready.Ready, "a copy")
 }
 
 // The rows of the real README parse, and a few known reasons match.
@@ -179,4 +257,28 @@ func TestREADMEReasonRows(t *testing.T) {
 	} {
 		assert.True(t, matchesAny(pats, r), r)
 	}
+}
+
+// wholePackageRan reports whether this run ran every test of the package:
+// only then must every row of the README's table have been produced.
+func wholePackageRan() bool {
+	for _, name := range []string{"test.run", "test.skip"} {
+		if f := stdflag.Lookup(name); f != nil && f.Value.String() != "" {
+			return false
+		}
+	}
+	return true
+}
+
+// readmeRowsProduced is TestMain's check, after every test has run: every
+// row of the README's table was produced by some test of this package.
+func readmeRowsProduced() error {
+	pats, err := readmePatterns()
+	if err != nil {
+		return err
+	}
+	if missing := unproduced(pats, seenReasons.list()); len(missing) > 0 {
+		return fmt.Errorf("rows of README's troubleshooting table that no test produced:\n  %s", strings.Join(missing, "\n  "))
+	}
+	return nil
 }

@@ -3,7 +3,6 @@ package gate
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sync"
 	"time"
 
@@ -42,11 +41,12 @@ type reconciler struct {
 
 	flowRestoreWaitSince time.Time // when flow-restore-wait was first seen set; zero while clear
 
+	rule    *rule
 	ctx     context.Context // ends the calls in flight
 	calls   *sync.WaitGroup // the goroutines running them
 	results chan opResult
 	started time.Time
-	last    Status
+	last    State
 }
 
 type snapshotter interface {
@@ -59,12 +59,14 @@ type bridgeState struct {
 	serial     uint64
 	datapathID string
 	features   appctl.Features // nil unless the answer was the features
-	err        string          // why not
+	err        error           // why not
+	pid        int             // of the instance asked
 }
 
-func newReconciler(ctx context.Context, calls *sync.WaitGroup, cfg Config, w snapshotter) *reconciler {
+func newReconciler(ctx context.Context, calls *sync.WaitGroup, cfg Config, w snapshotter, rl *rule) *reconciler {
 	r := &reconciler{
 		cfg:     cfg,
+		rule:    rl,
 		watcher: w,
 		diag:    newKernelDiagnosis(),
 		bridges: make(map[string]*bridgeState, len(cfg.Bridges)),
@@ -84,18 +86,19 @@ func newReconciler(ctx context.Context, calls *sync.WaitGroup, cfg Config, w sna
 func (r *reconciler) close() { r.vs.close() }
 
 // reconcile looks at everything again, starts the call that is due, if any,
-// recomputes the status and returns how long the loop may sleep before it
+// recomputes the state and returns how long the loop may sleep before it
 // must look again. It never waits on ovs-vswitchd.
 func (r *reconciler) reconcile(now time.Time) time.Duration {
 	snap := r.watcher.Snapshot()
+	sys := readSystem(snap.System)
+	want := portsToConfirm(r.cfg.RequirePorts, snap)
 	r.vs.checkLost(now)
 	// While OVSDB is away the row is unknown, not cleared: a flag that is
 	// still set after a reconnect keeps the time it was first seen.
 	switch {
-	case !snap.System.Known:
-	case !snap.System.FlowRestoreWait:
+	case sys.flowRestoreWait == flagOff:
 		r.flowRestoreWaitSince = time.Time{}
-	case r.flowRestoreWaitSince.IsZero():
+	case sys.flowRestoreWait == flagOn && r.flowRestoreWaitSince.IsZero():
 		r.flowRestoreWaitSince = now
 	}
 	for br, st := range r.bridges {
@@ -104,17 +107,18 @@ func (r *reconciler) reconcile(now time.Time) time.Duration {
 		}
 	}
 	switch {
-	case r.vs.conn == nil:
+	case r.vs.cur.conn == nil:
 		if r.mayLook(now, snap) && r.vs.look(r.ctx, now) {
-			r.connect(now, snap)
+			r.connect(now, snap, want)
 		}
-	case r.vs.op == nil:
-		r.next(now, snap)
+	case r.vs.cur.op == nil:
+		r.next(now, snap, want)
 	default:
 		r.vs.observe(now)
 	}
-	r.last = computeStatus(r.inputs(now, snap))
-	return r.wake(now, snap)
+	in := r.inputs(now, snap, sys)
+	r.last = r.rule.evaluate(&in)
+	return r.wake(now, snap, want)
 }
 
 // mayLook reports whether it is time to look for an instance. The very first
@@ -136,14 +140,14 @@ func (r *reconciler) waitingForOVSDB(now time.Time, snap ovsdb.Snapshot) bool {
 // connect asks a new instance for its version and, in the same batch (one
 // pass of ovs-vswitchd's main loop: see appctl.Conn.Batch), for the features
 // of every bridge that already has a datapath.
-func (r *reconciler) connect(now time.Time, snap ovsdb.Snapshot) {
-	o := &op{kind: opConnect, reqs: []appctl.Request{{Method: "version"}}}
+func (r *reconciler) connect(now time.Time, snap ovsdb.Snapshot, want map[string]int) {
+	o := &op{kind: opConnect, reqs: []appctl.Request{appctl.Version().Request}}
 	for _, br := range r.cfg.Bridges {
 		if info := snap.Bridges[br]; info.Exists && info.DatapathID != "" {
 			o.add(br, info.DatapathID)
 		}
 	}
-	if want := portsToConfirm(r.cfg.RequirePorts, snap); len(want) > 0 {
+	if len(want) > 0 {
 		o.showPorts(want)
 	}
 	r.retry.Reset()
@@ -152,21 +156,21 @@ func (r *reconciler) connect(now time.Time, snap ovsdb.Snapshot) {
 }
 
 func (o *op) add(br, dpid string) {
-	o.reqs = append(o.reqs, appctl.Request{Method: "dpif/show-dp-features", Args: []string{br}})
+	o.reqs = append(o.reqs, appctl.DPFeatures(br).Request)
 	o.bridges = append(o.bridges, br)
 	o.dpids = append(o.dpids, dpid)
 }
 
 // showPorts asks for dpif/show, last in the batch.
 func (o *op) showPorts(ofports map[string]int) {
-	o.reqs = append(o.reqs, appctl.Request{Method: "dpif/show"})
+	o.reqs = append(o.reqs, appctl.DPIFShow(nil).Request)
 	o.ports = ofports
 }
 
 // next starts the call an answering instance is due: the features of
 // bridges and the opened ports that need asking, else a ping once it has
 // been silent for the ping interval, so that a hung ovs-vswitchd is noticed.
-func (r *reconciler) next(now time.Time, snap ovsdb.Snapshot) {
+func (r *reconciler) next(now time.Time, snap ovsdb.Snapshot, want map[string]int) {
 	if !r.vs.established() {
 		return
 	}
@@ -176,14 +180,14 @@ func (r *reconciler) next(now time.Time, snap ovsdb.Snapshot) {
 			o.add(br, snap.Bridges[br].DatapathID)
 		}
 	}
-	if r.needsDPIFShow(now, snap) {
-		o.showPorts(portsToConfirm(r.cfg.RequirePorts, snap))
+	if r.needsDPIFShow(now, want) {
+		o.showPorts(want)
 	}
 	switch {
 	case len(o.reqs) > 0:
 		r.start(o, now)
-	case now.Sub(r.vs.lastAnswer) >= r.cfg.PingInterval:
-		r.start(&op{kind: opPing, reqs: []appctl.Request{{Method: "version"}}}, now)
+	case now.Sub(r.vs.cur.lastAnswer) >= r.cfg.PingInterval:
+		r.start(&op{kind: opPing, reqs: []appctl.Request{appctl.Version().Request}}, now)
 	}
 }
 
@@ -195,7 +199,7 @@ func (r *reconciler) needsQuery(now time.Time, br string, info ovsdb.BridgeInfo)
 		return false
 	}
 	st := r.bridges[br]
-	if st.serial != r.vs.serial || st.datapathID != info.DatapathID {
+	if st.serial != r.vs.cur.serial || st.datapathID != info.DatapathID {
 		return true
 	}
 	return st.features == nil && !now.Before(r.nextRetry)
@@ -204,7 +208,7 @@ func (r *reconciler) needsQuery(now time.Time, br string, info ovsdb.BridgeInfo)
 // start runs o on its own goroutine; its result comes back through results.
 func (r *reconciler) start(o *op, now time.Time) {
 	r.vs.begin(o, now)
-	conn := r.vs.conn
+	conn := r.vs.cur.conn
 	r.calls.Add(1)
 	go func() {
 		defer r.calls.Done()
@@ -220,7 +224,7 @@ func (r *reconciler) start(o *op, now time.Time) {
 // given up on since are dropped.
 func (r *reconciler) apply(now time.Time, res opResult) {
 	o := res.op
-	if r.vs.op != o {
+	if r.vs.cur.op != o {
 		return
 	}
 	// An error that is not an error reply means the connection is gone
@@ -235,13 +239,9 @@ func (r *reconciler) apply(now time.Time, res opResult) {
 	r.vs.gotAnswer(now)
 	answers := res.res
 	if o.kind == opConnect {
-		v := answers[0]
-		version, err := v.Text, v.Err
-		if err == nil {
-			version, err = appctl.ParseVersion(version)
-		}
+		version, err := appctl.Version().Read(answers[0])
 		if err != nil {
-			r.vs.lose(now, fmt.Errorf("version: %w", err))
+			r.vs.lose(now, err)
 			return
 		}
 		r.vs.firstAnswer(now, version)
@@ -262,61 +262,45 @@ func (r *reconciler) apply(now time.Time, res opResult) {
 }
 
 // features records the dp-features answers of o; it reports whether one of
-// them means "not yet".
+// them means "not yet": any error answer, for the process still answers.
 func (r *reconciler) features(o *op, answers []appctl.Result) (notYet bool) {
 	for i, br := range o.bridges {
 		st := r.bridges[br]
-		*st = bridgeState{serial: o.serial, datapathID: o.dpids[i]}
-		a := answers[i]
-		fs, err := a.Features()
-		var se *appctl.ServerError
-		switch {
-		case err == nil:
-			st.features = fs
-			continue
-		case errors.Is(err, appctl.ErrNotRegistered):
-			st.err = fmt.Sprintf("ovs-vswitchd (pid %d) has not registered dpif/show-dp-features yet", o.pid)
-		case errors.Is(err, appctl.ErrNoSuchBridge):
-			st.err = fmt.Sprintf("ovs-vswitchd (pid %d) has not configured the bridge yet", o.pid)
-		case errors.As(err, &se):
-			st.err = "dpif/show-dp-features failed: " + se.Text
-		default: // a garbled answer: the process still answers; ask again later
-			st.err = "dpif/show-dp-features: " + err.Error()
+		*st = bridgeState{serial: o.serial, datapathID: o.dpids[i], pid: o.pid}
+		st.features, st.err = appctl.DPFeatures(br).Read(answers[i])
+		if st.err != nil {
+			notYet = true
 		}
-		notYet = true
 	}
 	return notYet
 }
 
-// inputs gathers what the status is computed from.
-func (r *reconciler) inputs(now time.Time, snap ovsdb.Snapshot) inputs {
+// inputs gathers what the checks judge.
+func (r *reconciler) inputs(now time.Time, snap ovsdb.Snapshot, sys system) inputs {
 	in := inputs{
-		endpoint:             r.cfg.OVSDB,
-		bridges:              r.cfg.Bridges,
-		requirements:         r.cfg.Requirements,
-		ports:                r.cfg.RequirePorts,
-		requireFlowsRestored: r.cfg.RequireFlowsRestored,
-		flowRestoreWaitSince: r.flowRestoreWaitSince,
 		snap:                 snap,
+		system:               sys,
+		flowRestoreWaitSince: r.flowRestoreWaitSince,
 		vswitchd:             r.vs.view(now),
 		bridge:               make(map[string]bridgeView, len(r.bridges)),
 		port:                 make(map[string]portView, len(r.cfg.RequirePorts)),
 	}
+	serial := r.vs.cur.serial
 	for _, name := range r.cfg.RequirePorts {
-		pv := portView{OVSDB: snap.Ports[name]}
-		if in.vswitchd.Answering && r.opened.serial == r.vs.serial {
-			pv.Listed, pv.Opened, pv.Err = true, r.opened.ofport[name], r.opened.err
+		var pv portView
+		if in.vswitchd.answering && r.opened.serial == serial {
+			pv = portView{listed: true, opened: r.opened.ofport[name], err: r.opened.err}
 		}
 		in.port[name] = pv
 	}
 	for br, st := range r.bridges {
 		info := snap.Bridges[br]
 		var bv bridgeView
-		if in.vswitchd.Answering && st.serial == r.vs.serial && st.datapathID == info.DatapathID && info.DatapathID != "" {
-			bv.Features, bv.Err = st.features, st.err
+		if in.vswitchd.answering && st.serial == serial && st.datapathID == info.DatapathID && info.DatapathID != "" {
+			bv.features, bv.err, bv.pid = st.features, st.err, st.pid
 		}
-		if bv.Features == nil {
-			bv.Diagnosis = r.diag.explain(info)
+		if bv.features == nil {
+			bv.diagnosis = r.diag.explain(info)
 		}
 		in.bridge[br] = bv
 	}
@@ -326,30 +310,30 @@ func (r *reconciler) inputs(now time.Time, snap ovsdb.Snapshot) inputs {
 // wake is how long the loop may sleep: until the next look for an instance,
 // the moment a call in flight would count as stalled (then each stall
 // sample), the next retry, or the next ping.
-func (r *reconciler) wake(now time.Time, snap ovsdb.Snapshot) time.Duration {
+func (r *reconciler) wake(now time.Time, snap ovsdb.Snapshot, want map[string]int) time.Duration {
 	d := r.cfg.PingInterval
 	v := r.vs
 	switch {
 	case r.waitingForOVSDB(now, snap):
 		d = min(d, maxInstancePoll)
-	case v.conn == nil:
+	case v.cur.conn == nil:
 		d = min(d, v.nextLook.Sub(now))
-	case v.op != nil:
-		if out := now.Sub(v.op.started); out < r.cfg.CallTimeout {
+	case v.cur.op != nil:
+		if out := now.Sub(v.cur.op.started); out < r.cfg.CallTimeout {
 			d = min(d, r.cfg.CallTimeout-out)
 		} else {
 			d = min(d, stallSample)
 		}
 	default:
-		d = min(d, v.lastAnswer.Add(r.cfg.PingInterval).Sub(now))
+		d = min(d, v.cur.lastAnswer.Add(r.cfg.PingInterval).Sub(now))
 		for _, br := range r.cfg.Bridges {
 			st := r.bridges[br]
-			if info := snap.Bridges[br]; st.serial == v.serial && st.features == nil && st.datapathID == info.DatapathID && info.Exists {
+			if info := snap.Bridges[br]; st.serial == v.cur.serial && st.features == nil && st.datapathID == info.DatapathID && info.Exists {
 				d = min(d, r.nextRetry.Sub(now))
 			}
 		}
-		if r.opened.serial == v.serial {
-			for name, of := range portsToConfirm(r.cfg.RequirePorts, snap) {
+		if r.opened.serial == v.cur.serial {
+			for name, of := range want {
 				if r.opened.ofport[name] != of {
 					d = min(d, r.nextRetry.Sub(now))
 				}
@@ -357,34 +341,4 @@ func (r *reconciler) wake(now time.Time, snap ovsdb.Snapshot) time.Duration {
 		}
 	}
 	return max(d, minWake)
-}
-
-// settled reports whether every check has had a definite answer: OVSDB
-// connected or failed; ovs-vswitchd not found, stalled, or answering; and
-// the features of every bridge with a datapath asked of it.
-func (r *reconciler) settled(now time.Time) bool {
-	snap := r.watcher.Snapshot()
-	v := r.vs
-	switch {
-	case !snap.Connected && snap.Err == nil, !v.tried:
-		return false
-	case v.conn == nil, v.stalled(now):
-		return true
-	case !v.established():
-		return false
-	}
-	if !snap.Connected {
-		return true
-	}
-	for _, br := range r.cfg.Bridges {
-		info := snap.Bridges[br]
-		st := r.bridges[br]
-		if info.Exists && info.DatapathID != "" && (st.serial != v.serial || st.datapathID != info.DatapathID) {
-			return false
-		}
-	}
-	if len(portsToConfirm(r.cfg.RequirePorts, snap)) > 0 && r.opened.serial != v.serial {
-		return false
-	}
-	return true
 }

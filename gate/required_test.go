@@ -31,24 +31,23 @@ func TestFlowRestoreWait(t *testing.T) {
 	cfg.RequireFlowsRestored = true
 	node := startGate(t, cfg)
 
-	st := agent.waitFor(10*time.Second, "ready, flow-restore-wait shown", func(st Status) bool { return st.Ready && st.VSwitchd.FlowRestoreWait })
+	st := agent.waitFor(10*time.Second, "ready, flow-restore-wait shown", func(st State) bool { return st.Ready && st.VSwitchd.FlowRestoreWait })
 	require.NotNil(t, st.VSwitchd.FlowRestoreWaitSince)
 	_, listed := st.Check(CheckFlows)
 	assert.False(t, listed, "no flows check without RequireFlowsRestored")
 
-	st = node.waitFor(10*time.Second, "not ready on flow-restore-wait", func(st Status) bool { return st.Cause == CauseFlowRestoreWait })
+	st = node.waitFor(10*time.Second, "not ready on flow-restore-wait", func(st State) bool { return st.Cause == CauseFlowRestoreWait })
 	assert.Equal(t, "flow-restore-wait is set (other_config:flow-restore-wait=true): ovs-vswitchd neither forwards nor flushes datapath flows until it is cleared (the CNI agent clears it after replaying its flows)", st.Reason)
 	c, listed := st.Check(CheckFlows)
 	require.True(t, listed)
 	assert.False(t, c.OK)
 	assert.Equal(t, st.Reason, c.Message)
 	for _, name := range []string{CheckOVSDB, CheckVSwitchd, DatapathCheck("br-int"), FeaturesCheck("br-int")} {
-		c, _ := st.Check(name)
-		assert.True(t, c.OK, name)
+		assert.True(t, checkOf(t, st, name).OK, name)
 	}
 
 	s.VsctlNoWait("set", "open", ".", "external_ids:ovn-managed-flow-restore-wait=true")
-	st = node.waitFor(5*time.Second, "the owner named", func(st Status) bool { return strings.Contains(st.Reason, "ovn-controller") })
+	st = node.waitFor(5*time.Second, "the owner named", func(st State) bool { return strings.Contains(st.Reason, "ovn-controller") })
 	assert.Equal(t, "ovn-controller", st.VSwitchd.FlowRestoreWaitBy)
 
 	// ovsdb-server restarting clears nothing: once it is back with the flag
@@ -57,19 +56,20 @@ func TestFlowRestoreWait(t *testing.T) {
 	require.NotNil(t, st.VSwitchd.FlowRestoreWaitSince)
 	since := st.VSwitchd.FlowRestoreWaitSince.Time
 	s.StopOVSDB()
-	node.waitFor(10*time.Second, "OVSDB lost", func(st Status) bool { return !st.OVSDB.Connected })
+	st = node.waitFor(10*time.Second, "OVSDB lost", func(st State) bool { return !st.OVSDB.Connected })
+	assert.Equal(t, "flow-restore-wait: waiting for OVSDB", checkOf(t, st, CheckFlows).Message, "unknown, not off")
 	s.StartOVSDB()
-	st = node.waitFor(10*time.Second, "OVSDB back, flag still set", func(st Status) bool { return st.OVSDB.Connected && st.VSwitchd.FlowRestoreWait })
+	st = node.waitFor(10*time.Second, "OVSDB back, flag still set", func(st State) bool { return st.OVSDB.Connected && st.VSwitchd.FlowRestoreWait })
 	require.NotNil(t, st.VSwitchd.FlowRestoreWaitSince)
 	assert.True(t, since.Equal(st.VSwitchd.FlowRestoreWaitSince.Time), "since %v, now %v", since, st.VSwitchd.FlowRestoreWaitSince)
 	// The agent's gate lost OVSDB too: it is back as it was before going on.
-	agent.waitFor(10*time.Second, "the agent's gate ready again", func(st Status) bool { return st.Ready && st.VSwitchd.FlowRestoreWait })
+	agent.waitFor(10*time.Second, "the agent's gate ready again", func(st State) bool { return st.Ready && st.VSwitchd.FlowRestoreWait })
 
 	s.VsctlNoWait("remove", "open", ".", "other_config", "flow-restore-wait")
 	st = node.waitFor(5*time.Second, "ready once cleared", ready)
 	assert.False(t, st.VSwitchd.FlowRestoreWait)
 	assert.Nil(t, st.VSwitchd.FlowRestoreWaitSince)
-	st = agent.waitFor(5*time.Second, "the agent's gate sees it cleared", func(st Status) bool { return !st.VSwitchd.FlowRestoreWait })
+	st = agent.waitFor(5*time.Second, "the agent's gate sees it cleared", func(st State) bool { return !st.VSwitchd.FlowRestoreWait })
 	assert.True(t, st.Ready)
 }
 
@@ -79,14 +79,14 @@ func TestRequiredPorts(t *testing.T) {
 	cfg.RequirePorts = []string{"gw0", "patch0"}
 	h := startGate(t, cfg)
 
-	st := h.waitFor(10*time.Second, "both missing", func(st Status) bool { return st.Cause == CausePortNotReady })
+	st := h.waitFor(10*time.Second, "both missing", func(st State) bool { return st.Cause == CausePortNotReady })
 	assert.Equal(t, "port gw0: does not exist in OVSDB; port patch0: does not exist in OVSDB", st.Reason)
 	require.Len(t, st.Ports, 2)
 
 	s.Vsctl("add-port", "br-int", "gw0", "--", "set", "interface", "gw0", "type=internal")
 	// A patch port without a peer: OVSDB has it, with ofport -1 and an error.
 	s.VsctlNoWait("add-port", "br-int", "patch0", "--", "set", "interface", "patch0", "type=patch")
-	st = h.waitFor(10*time.Second, "gw0 ready, patch0 failing", func(st Status) bool {
+	st = h.waitFor(10*time.Second, "gw0 ready, patch0 failing", func(st State) bool {
 		return len(st.Ports) == 2 && st.Ports[0].Ready && st.Ports[1].OFPort == -1
 	})
 	assert.False(t, st.Ready)
@@ -97,10 +97,8 @@ func TestRequiredPorts(t *testing.T) {
 	assert.Contains(t, patch0.Error, "patch type requires valid 'peer' argument")
 	assert.Equal(t, "cannot be opened (ofport -1): "+patch0.Error, patch0.Reason)
 	assert.Equal(t, "port patch0: "+patch0.Reason, st.Reason)
-	c, _ := st.Check(PortCheck("gw0"))
-	assert.True(t, c.OK)
-	c, _ = st.Check(PortCheck("patch0"))
-	assert.False(t, c.OK)
+	assert.True(t, checkOf(t, st, PortCheck("gw0")).OK)
+	assert.False(t, checkOf(t, st, PortCheck("patch0")).OK)
 
 	// Given a peer, it opens; the new instance of nothing is needed: the
 	// answering one lists it.
@@ -142,17 +140,16 @@ func TestRequiredPortConfirmedByTheNewInstance(t *testing.T) {
 				}
 				unixctltest.VSwitchd(req, c)
 			})
-			st := h.waitFor(5*time.Second, "the new instance's own list", func(st Status) bool {
-				return st.VSwitchd.Restarts == 1 && st.Cause == CausePortNotReady
+			st := h.waitFor(5*time.Second, "the new instance's own list", func(st State) bool {
+				return st.Restarts == 1 && st.Cause == CausePortNotReady
 			})
 			assert.Equal(t, ofport, st.Ports[0].OFPort, "OVSDB still shows the old port number")
 			assert.Equal(t, fmt.Sprintf("port gw0: ovs-vswitchd (pid %d) has not opened it (yet)", pid), st.Reason)
-			c, _ := st.Check(DatapathCheck("br-int"))
-			assert.True(t, c.OK, "the bridge itself is fine")
+			assert.True(t, checkOf(t, st, DatapathCheck("br-int")).OK, "the bridge itself is fine")
 		})
 		s.StartVSwitchd()
 		st := h.waitFor(10*time.Second, "ready on the real new instance", readyOnNewInstance(first))
-		assert.Equal(t, uint64(2), st.VSwitchd.Restarts)
+		assert.Equal(t, uint64(2), st.Restarts)
 		for _, p := range h.published() {
 			if p.Ready {
 				assert.True(t, p.VSwitchd.Since.Equal(first.VSwitchd.Since.Time) || p.VSwitchd.Since.Equal(st.VSwitchd.Since.Time),
@@ -177,15 +174,14 @@ func TestDPDKInit(t *testing.T) {
 			s.StartVSwitchd()
 			s.AddBridge("br-int")
 			h := startGate(t, sandboxConfig(s, "br-int"))
-			st := h.waitFor(10*time.Second, "a definite answer", func(st Status) bool {
+			st := h.waitFor(10*time.Second, "a definite answer", func(st State) bool {
 				return st.VSwitchd.DPDK != nil && (st.Ready || st.Cause == CauseDPDKNotInitialized)
 			})
 			assert.Equal(t, tt.ready, st.Ready, st.Reason)
 			assert.Equal(t, DPDKStatus{Init: tt.init, Initialized: false}, *st.VSwitchd.DPDK)
 			if !tt.ready {
 				assert.Equal(t, fmt.Sprintf("ovs-vswitchd (pid %d) has not initialised DPDK (other_config:dpdk-init=true, dpdk_initialized=false)", s.VSwitchdPID()), st.Reason)
-				c, _ := st.Check(CheckVSwitchd)
-				assert.False(t, c.OK)
+				assert.False(t, checkOf(t, st, CheckVSwitchd).OK)
 			}
 		})
 	}

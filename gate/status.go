@@ -6,40 +6,45 @@ import (
 	"time"
 )
 
-// Check names, as the probe and the README spell them.
-const (
-	CheckOVSDB    = "ovsdb"
-	CheckVSwitchd = "vswitchd"
-	CheckFlows    = "flows" // with RequireFlowsRestored
-)
+// State is what the gate knows at one moment: the Status that readers of
+// the status file see, and what only the daemon's own parts read.
+type State struct {
+	Status
+	// Cause is Reason as one of the Cause words; CauseReady when ready.
+	Cause string
+	// Settled: every check has had a definite answer, in this state or an
+	// earlier one. What comes before (starting, connecting) is no verdict
+	// on Open vSwitch yet.
+	Settled bool
+	// What ovs-vswitchd is doing, whatever else is down. Busy and Hung hold
+	// while a call is out past the call timeout: Busy while its main thread
+	// uses CPU, Hung while it does not or cannot be seen. Restarts counts
+	// the instances that answered after the first one.
+	Busy, Hung bool
+	Restarts   uint64
+}
 
-// Causes: one CamelCase word for what keeps the gate from being ready, for
-// readers that want a fixed set (a node condition's reason) rather than the
-// reason's plain words.
-const (
-	CauseReady                = "OVSReady"
-	CauseStarting             = "Starting"
-	CauseOVSDBUnreachable     = "OVSDBUnreachable"
-	CauseVSwitchdNotRunning   = "VSwitchdNotRunning"
-	CauseVSwitchdStarting     = "VSwitchdStarting"
-	CauseVSwitchdUnreachable  = "VSwitchdUnreachable"
-	CauseVSwitchdNotAnswering = "VSwitchdNotAnswering"
-	CauseVSwitchdBusy         = "VSwitchdBusy"
-	CauseDPDKNotInitialized   = "DPDKNotInitialized"
-	CauseBridgeNotReady       = "BridgeNotReady"
-	CauseFeaturesMissing      = "FeaturesMissing"
-	CausePortNotReady         = "PortNotReady"
-	CauseFlowRestoreWait      = "FlowRestoreWait"
-)
+// ReasonStopped is the reason of the state a daemon leaves when it stops.
+const ReasonStopped = "ovsgate stopped"
 
-// DatapathCheck is the name of a bridge's datapath check.
-func DatapathCheck(bridge string) string { return "datapath/" + bridge }
+// Stopped is what s becomes when the daemon that kept it stops: not ready,
+// whatever it was, since nobody watches Open vSwitch any more. What is
+// known of OVS is left as it was last seen.
+func (s State) Stopped() State {
+	s.Ready, s.Reason = false, ReasonStopped
+	s.Updated = Timestamp{time.Now()}
+	return s
+}
 
-// FeaturesCheck is the name of a bridge's feature-requirements check.
-func FeaturesCheck(bridge string) string { return "features/" + bridge }
+// Equivalent reports whether s and o differ in nothing but their timestamps,
+// so that subscribers are not told about a state they already have.
+func (s State) Equivalent(o State) bool {
+	s.Updated, o.Updated = Timestamp{}, Timestamp{}
+	return reflect.DeepEqual(s, o)
+}
 
-// Status is what the gate knows at one moment. It is the status file, the
-// body of GET /status and the output of `check -o json`.
+// Status is what the gate shows: the status file, the body of GET /status
+// and the output of `check -o json`.
 type Status struct {
 	Ready    bool           `json:"ready"`
 	Reason   string         `json:"reason"`
@@ -49,9 +54,6 @@ type Status struct {
 	Bridges  []BridgeStatus `json:"bridges"`
 	Ports    []PortStatus   `json:"ports,omitempty"` // the required ports, in the order given
 	Checks   []Check        `json:"checks"`
-
-	// Cause is Reason as one of the Cause words; CauseReady when ready.
-	Cause string `json:"-"`
 }
 
 // OVSDBStatus describes the OVSDB connection.
@@ -78,9 +80,6 @@ type VSwitchdStatus struct {
 	FlowRestoreWaitBy    string     `json:"flowRestoreWaitBy,omitempty"`
 	// DPDK is shown when other_config:dpdk-init asks for DPDK.
 	DPDK *DPDKStatus `json:"dpdk,omitempty"`
-
-	// Restarts counts the instances that answered after the first one.
-	Restarts uint64 `json:"-"`
 }
 
 // DPDKStatus is DPDK's state: Init is other_config:dpdk-init ("true" or
@@ -126,13 +125,6 @@ func (s Status) Check(name string) (Check, bool) {
 		}
 	}
 	return Check{}, false
-}
-
-// Equivalent reports whether s and o differ in nothing but their timestamps,
-// so that subscribers are not told about a status they already have.
-func (s Status) Equivalent(o Status) bool {
-	s.Updated, o.Updated = Timestamp{}, Timestamp{}
-	return reflect.DeepEqual(s, o)
 }
 
 // Timestamp is a time that marshals as RFC 3339 in UTC with nanoseconds

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"encoding/json"
+	"fmt"
 	"testing"
 	"time"
 
@@ -37,7 +38,7 @@ func TestStatusJSONShape(t *testing.T) {
 }
 
 func TestStatusEquivalentIgnoresTimestamp(t *testing.T) {
-	a := Status{Reason: "x", Updated: Timestamp{time.Now()}, Checks: []Check{{Name: CheckOVSDB}}}
+	a := State{Status: Status{Reason: "x", Updated: Timestamp{time.Now()}, Checks: []Check{{Name: CheckOVSDB}}}}
 	b := a
 	b.Updated = Timestamp{time.Now().Add(time.Second)}
 	assert.True(t, a.Equivalent(b))
@@ -46,4 +47,39 @@ func TestStatusEquivalentIgnoresTimestamp(t *testing.T) {
 	c, ok := b.Check(CheckOVSDB)
 	assert.True(t, ok)
 	assert.True(t, c.OK)
+}
+
+// A subscription is a mailbox of one slot: the gate never waits for a slow
+// reader, which finds the latest state and none of the ones in between.
+// Once settled, the gate stays settled.
+func TestSubscribeLatestWins(t *testing.T) {
+	g, err := New(Config{OVSDB: "unix:/nonexistent/db.sock", RunDir: t.TempDir(), Bridges: []string{"br-int"}})
+	require.NoError(t, err)
+	sub := g.Subscribe()
+	assert.Equal(t, "starting", (<-sub).Reason, "the current state at once")
+	for i := range 100 {
+		g.publish(State{Status: Status{Reason: fmt.Sprint(i)}, Settled: i == 50})
+	}
+	got := <-sub
+	assert.Equal(t, "99", got.Reason)
+	assert.True(t, got.Settled, "settled at 50, and since")
+	select {
+	case s := <-sub:
+		t.Fatalf("a second state waited in the mailbox: %q", s.Reason)
+	default:
+	}
+	assert.Equal(t, got.Reason, g.State().Reason)
+}
+
+// /livez fails once the loop stops, or when it makes no progress.
+func TestAlive(t *testing.T) {
+	g, err := New(Config{OVSDB: "unix:/nonexistent/db.sock", RunDir: t.TempDir(), Bridges: []string{"br-int"}})
+	require.NoError(t, err)
+	assert.NoError(t, g.Alive(time.Minute), "alive before Run")
+	g.progress.Store(time.Now().Add(-time.Hour).UnixNano())
+	err = g.Alive(time.Minute)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "gate loop made no progress for 1h0m0s")
+	g.stopped.Store(true)
+	assert.EqualError(t, g.Alive(time.Minute), "gate loop has stopped")
 }

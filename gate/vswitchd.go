@@ -3,7 +3,6 @@ package gate
 import (
 	"context"
 	"errors"
-	"fmt"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -23,7 +22,9 @@ const maxInstancePoll = 100 * time.Millisecond
 // one held connection to a control socket: each new connection that follows
 // a lost one is a new instance, whatever pid its pidfile shows, because in a
 // pid namespace of its own every ovs-vswitchd has the same pid and socket
-// name. Nothing verified on an earlier instance counts for a new one.
+// name. Nothing verified on an earlier instance counts for a new one: a lost
+// instance leaves a zero instance behind, and only what vswitchd keeps
+// beside it survives.
 //
 // Only the gate loop uses it. It never waits on ovs-vswitchd: calls run on
 // their own goroutine (one at a time, as the connection serves them in
@@ -32,39 +33,31 @@ const maxInstancePoll = 100 * time.Millisecond
 type vswitchd struct {
 	cfg *Config
 	cpu cpuReader
+	cur instance // the connection held now; zero when none
 
-	// The instance; conn is nil when there is none.
+	// What outlives an instance.
+	serial   uint64          // counts connections
+	answered uint64          // instances that have answered, the current one included
+	tried    bool            // a look at the pidfile has been made
+	nextLook time.Time       // no look before this while there is no instance
+	down     absence         // why no instance answers, while none does
+	gone     absence         // the last instance lost, until a new one answers
+	looks    backoff.Backoff // between looks while none answers
+	faults   backoff.Backoff // between connections that failed other than by an exit
+}
+
+// instance is one held connection and what it has said.
+type instance struct {
 	conn       *appctl.Conn
-	serial     uint64 // counts connections
+	serial     uint64
 	pid        int    // as its pidfile says
 	peer       int    // its pid in our namespace; 0 when not visible here
 	peerStart  uint64 // its start time, to tell a reused pid apart
 	version    string
 	since      time.Time // its first answer; zero until then
 	lastAnswer time.Time
-	answered   uint64 // instances that have answered, this one included
-
-	op    *op // the call in flight, nil when none
-	stall stall
-
-	tried    bool      // a look at the pidfile has been made
-	nextLook time.Time // no look before this while there is no instance
-	down     verdict   // why no instance answers, while none does
-	gone     *lostInstance
-	looks    backoff.Backoff // between looks while none answers
-	faults   backoff.Backoff // between connections that failed other than by an exit
-}
-
-// verdict is a check's message and cause.
-type verdict struct {
-	msg, cause string
-}
-
-// lostInstance is the last instance whose connection was lost.
-type lostInstance struct {
-	pid    int
-	exited bool // it closed the connection: it exited
-	why    verdict
+	op         *op // the call in flight, nil when none
+	stall      stall
 }
 
 // op is one batch of calls on the instance's connection: a version request
@@ -122,13 +115,13 @@ func newVSwitchd(cfg *Config) *vswitchd {
 // lostC is closed when the held connection is lost; nil (never ready) when
 // there is none.
 func (v *vswitchd) lostC() <-chan struct{} {
-	if v.conn == nil {
+	if v.cur.conn == nil {
 		return nil
 	}
-	return v.conn.Done()
+	return v.cur.conn.Done()
 }
 
-func (v *vswitchd) established() bool { return v.conn != nil && !v.since.IsZero() }
+func (v *vswitchd) established() bool { return v.cur.conn != nil && !v.cur.since.IsZero() }
 
 // restarts counts the instances that answered after the first.
 func (v *vswitchd) restarts() uint64 {
@@ -140,44 +133,42 @@ func (v *vswitchd) restarts() uint64 {
 
 // checkLost drops the instance if its connection has ended.
 func (v *vswitchd) checkLost(now time.Time) {
-	if v.conn == nil {
+	if v.cur.conn == nil {
 		return
 	}
 	select {
-	case <-v.conn.Done():
-		v.lose(now, v.conn.Err())
+	case <-v.cur.conn.Done():
+		v.lose(now, v.cur.conn.Err())
 	default:
 	}
 }
 
-// lose drops the instance after its connection failed with err.
+// lose drops the instance after its connection failed with err. An exit
+// (the held connection closed by ovs-vswitchd) is looked for again at once,
+// since a restart usually follows; other faults after a backoff.
 func (v *vswitchd) lose(now time.Time, err error) {
-	if v.conn == nil {
+	if v.cur.conn == nil {
 		return
 	}
-	g := &lostInstance{pid: v.pid, exited: errors.Is(err, appctl.ErrClosed)}
-	if g.exited {
-		// The connection is held from the first answer on, so its end
-		// is the exit itself (SIGKILL, SIGTERM, "ovs-appctl exit").
-		g.why = verdict{fmt.Sprintf("ovs-vswitchd (pid %d) exited", v.pid), CauseVSwitchdNotRunning}
+	klog.V(2).InfoS("Lost ovs-vswitchd", "pid", v.cur.pid, "err", err)
+	v.down = absence{pid: v.cur.pid, err: err}
+	v.gone = v.down
+	if errors.Is(err, appctl.ErrClosed) {
 		v.nextLook = now
 		v.faults.Reset()
 	} else {
-		g.why = verdict{fmt.Sprintf("ovs-vswitchd (pid %d): %s", v.pid, err), CauseVSwitchdUnreachable}
 		v.nextLook = now.Add(v.faults.Next())
 	}
-	klog.V(2).InfoS("Lost ovs-vswitchd", "pid", v.pid, "err", err)
-	v.conn.Close()
 	v.looks.Reset()
-	*v = vswitchd{cfg: v.cfg, cpu: v.cpu, serial: v.serial, answered: v.answered, tried: v.tried,
-		nextLook: v.nextLook, down: g.why, gone: g, looks: v.looks, faults: v.faults}
+	v.cur.conn.Close()
+	v.cur = instance{}
 }
 
 // close drops the connection for good (the gate stops).
 func (v *vswitchd) close() {
-	if v.conn != nil {
-		v.conn.Close()
-		v.conn = nil
+	if v.cur.conn != nil {
+		v.cur.conn.Close()
+		v.cur = instance{}
 	}
 }
 
@@ -188,93 +179,78 @@ func (v *vswitchd) look(ctx context.Context, now time.Time) bool {
 	v.nextLook = now.Add(v.looks.Next())
 	target, err := appctl.Discover(v.cfg.RunDir)
 	if err != nil {
-		v.down = v.unreachable(target, err)
+		v.notFound(target, err)
 		return false
 	}
 	dctx, cancel := context.WithTimeout(ctx, v.cfg.CallTimeout)
 	defer cancel()
 	conn, err := appctl.Dial(dctx, target.Socket, appctl.WithObserver(v.cfg.Observer))
 	if err != nil {
-		v.down = v.unreachable(target, err)
+		v.notFound(target, err)
 		return false
 	}
 	v.looks.Reset()
-	v.conn, v.pid, v.serial = conn, target.PID, v.serial+1
-	v.version, v.since, v.lastAnswer = "", time.Time{}, time.Time{}
-	v.peer, v.peerStart = conn.PeerPID(), 0
-	if v.peer != 0 {
-		if _, start, err := v.cpu(v.peer); err == nil {
-			v.peerStart = start
+	v.serial++
+	v.cur = instance{conn: conn, serial: v.serial, pid: target.PID, peer: conn.PeerPID()}
+	if v.cur.peer != 0 {
+		if _, start, err := v.cpu(v.cur.peer); err == nil {
+			v.cur.peerStart = start
 		} else {
-			v.peer = 0 // not readable: as good as invisible
+			v.cur.peer = 0 // not readable: as good as invisible
 		}
 	}
-	klog.V(2).InfoS("Connected to ovs-vswitchd", "pid", v.pid, "pidHere", v.peer, "socket", target.Socket)
+	klog.V(2).InfoS("Connected to ovs-vswitchd", "pid", target.PID, "pidHere", v.cur.peer, "socket", target.Socket)
 	return true
 }
 
-// unreachable says why no instance can be reached. Right after an exit, the
-// pidfile and socket the exited instance left (or their absence) still mean
-// that exit, and say so, rather than naming the leftovers.
-func (v *vswitchd) unreachable(target appctl.Target, err error) verdict {
-	if g := v.gone; g != nil && g.exited {
+// notFound records why a look found no instance to talk to. Right after an
+// exit, the pidfile and socket the exited instance left (or their absence)
+// still mean that exit, and say so, rather than naming the leftovers.
+func (v *vswitchd) notFound(target appctl.Target, err error) {
+	if g := v.gone; errors.Is(g.err, appctl.ErrClosed) {
 		leftover := errors.Is(err, appctl.ErrNoPidfile) ||
 			target.PID == g.pid && (errors.Is(err, appctl.ErrNoSocket) || errors.Is(err, appctl.ErrRefused))
 		if leftover {
-			return g.why
+			v.down = g
+			return
 		}
 	}
-	switch {
-	case errors.Is(err, appctl.ErrNoPidfile):
-		return verdict{"ovs-vswitchd is not running: " + err.Error(), CauseVSwitchdNotRunning}
-	case errors.Is(err, appctl.ErrBadPidfile):
-		return verdict{"ovs-vswitchd: " + err.Error(), CauseVSwitchdNotRunning}
-	case errors.Is(err, appctl.ErrNoSocket), errors.Is(err, appctl.ErrRefused):
-		return verdict{fmt.Sprintf("ovs-vswitchd (pid %d) is not running (stale pidfile?) or still starting: %s", target.PID, err),
-			CauseVSwitchdNotRunning}
-	case errors.Is(err, appctl.ErrPermission):
-		return verdict{fmt.Sprintf("ovs-vswitchd (pid %d): %s (run ovsgate as the socket's owner)", target.PID, err),
-			CauseVSwitchdUnreachable}
-	case target.PID != 0:
-		return verdict{fmt.Sprintf("ovs-vswitchd (pid %d): %s", target.PID, err), CauseVSwitchdUnreachable}
-	default:
-		return verdict{"ovs-vswitchd: " + err.Error(), CauseVSwitchdUnreachable}
-	}
+	v.down = absence{pid: target.PID, err: err}
 }
 
 // begin makes o the call in flight and takes the first CPU reading of the
 // instance, against which a stall is judged.
 func (v *vswitchd) begin(o *op, now time.Time) {
-	o.serial, o.pid, o.started = v.serial, v.pid, now
-	v.op = o
-	v.stall = stall{}
-	if v.peer != 0 {
-		if used, start, err := v.cpu(v.peer); err == nil && start == v.peerStart {
-			v.stall = stall{sample: now, cpu: used, seen: true}
+	o.serial, o.pid, o.started = v.cur.serial, v.cur.pid, now
+	v.cur.op = o
+	v.cur.stall = stall{}
+	if v.cur.peer != 0 {
+		if used, start, err := v.cpu(v.cur.peer); err == nil && start == v.cur.peerStart {
+			v.cur.stall = stall{sample: now, cpu: used, seen: true}
 		}
 	}
 }
 
-// answered records that the instance answered the call in flight.
+// gotAnswer records that the instance answered the call in flight.
 func (v *vswitchd) gotAnswer(now time.Time) {
-	v.op, v.stall, v.lastAnswer = nil, stall{}, now
+	v.cur.op, v.cur.stall, v.cur.lastAnswer = nil, stall{}, now
 }
 
 // firstAnswer makes a new instance the one answering now.
 func (v *vswitchd) firstAnswer(now time.Time, version string) {
-	v.version, v.since = version, now
+	v.cur.version, v.cur.since = version, now
 	v.answered++
-	v.down, v.gone = verdict{}, nil
+	v.down, v.gone = absence{}, absence{}
 	v.faults.Reset()
 	if v.answered > 1 {
-		klog.V(2).InfoS("New ovs-vswitchd instance", "pid", v.pid, "version", version, "restarts", v.restarts())
+		klog.V(2).InfoS("New ovs-vswitchd instance", "pid", v.cur.pid, "version", version, "restarts", v.restarts())
 	}
 }
 
 // stalled reports whether the call in flight is out longer than the call
 // timeout at now.
 func (v *vswitchd) stalled(now time.Time) bool {
-	return v.op != nil && now.Sub(v.op.started) >= v.cfg.CallTimeout
+	return v.cur.op != nil && now.Sub(v.cur.op.started) >= v.cfg.CallTimeout
 }
 
 // observe judges a stalled call: busy while ovs-vswitchd's main thread uses
@@ -285,66 +261,41 @@ func (v *vswitchd) observe(now time.Time) {
 	if !v.stalled(now) {
 		return
 	}
-	if !v.stall.seen {
-		v.stall.kind = stallUnknown
+	st := &v.cur.stall
+	if !st.seen {
+		st.kind = stallUnknown
 		return
 	}
-	window := now.Sub(v.stall.sample)
-	if v.stall.kind != stallNone && window < stallSample {
+	window := now.Sub(st.sample)
+	if st.kind != stallNone && window < stallSample {
 		return
 	}
-	used, start, err := v.cpu(v.peer)
-	if err != nil || start != v.peerStart {
+	used, start, err := v.cpu(v.cur.peer)
+	if err != nil || start != v.cur.peerStart {
 		// Gone, or the pid names another process now: the end of the
 		// connection will tell.
-		v.stall = stall{kind: stallUnknown}
+		*st = stall{kind: stallUnknown}
 		return
 	}
 	kind := stallHung
-	if (used-v.stall.cpu)*100 >= window*busyShare {
+	if (used-st.cpu)*100 >= window*busyShare {
 		kind = stallBusy
 	}
-	if kind != v.stall.kind {
-		klog.V(2).InfoS("ovs-vswitchd not answering", "pid", v.pid, "busy", kind == stallBusy, "for", now.Sub(v.op.started).Round(time.Millisecond))
+	if kind != st.kind {
+		klog.V(2).InfoS("ovs-vswitchd not answering", "pid", v.cur.pid, "busy", kind == stallBusy, "for", now.Sub(v.cur.op.started).Round(time.Millisecond))
 	}
-	v.stall = stall{kind: kind, sample: now, cpu: used, seen: true}
+	*st = stall{kind: kind, sample: now, cpu: used, seen: true}
 }
 
-// view is what the status computation needs to know of the instance.
+// view is what the checks need to know of ovs-vswitchd at now.
 func (v *vswitchd) view(now time.Time) vswitchdView {
-	vw := vswitchdView{Restarts: v.restarts()}
+	vw := vswitchdView{connected: v.cur.conn != nil, pid: v.cur.pid, down: v.down, restarts: v.restarts()}
 	if v.established() {
-		vw.PID, vw.Version, vw.Since = v.pid, v.version, v.since
+		vw.version, vw.since = v.cur.version, v.cur.since
 	}
-	switch {
-	case v.conn == nil:
-		vw.Why = v.down
-		if vw.Why.msg == "" {
-			vw.Why = verdict{"looking for ovs-vswitchd", CauseVSwitchdNotRunning}
-		}
-	case v.stalled(now) && v.stall.kind != stallNone:
-		within := v.cfg.CallTimeout
-		switch v.stall.kind {
-		case stallBusy:
-			vw.Why = verdict{fmt.Sprintf("ovs-vswitchd (pid %d) is busy: not answering within %s while its main thread uses CPU", v.pid, within),
-				CauseVSwitchdBusy}
-		case stallHung:
-			vw.Why = verdict{fmt.Sprintf("ovs-vswitchd (pid %d) is hung: not answering within %s, and its main thread uses no CPU (stopped or deadlocked)", v.pid, within),
-				CauseVSwitchdNotAnswering}
-		default:
-			vw.Why = verdict{fmt.Sprintf("ovs-vswitchd (pid %d) is not answering within %s (busy or hung: its CPU time cannot be seen from here)", v.pid, within),
-				CauseVSwitchdNotAnswering}
-		}
-	case !v.established():
-		// A new connection: until it answers, the reason of the last
-		// failure stands, so that a socket that fails every connection
-		// the same way reads the same all along.
-		vw.Why = v.down
-		if vw.Why.msg == "" {
-			vw.Why = verdict{fmt.Sprintf("ovs-vswitchd (pid %d) has not answered yet", v.pid), CauseVSwitchdStarting}
-		}
-	default:
-		vw.Answering = true
+	if v.stalled(now) {
+		vw.stall = v.cur.stall.kind
 	}
+	vw.answering = v.established() && vw.stall == stallNone
 	return vw
 }

@@ -1,6 +1,7 @@
 package gate
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/ovsgate/ovsgate/appctl"
 	"github.com/ovsgate/ovsgate/internal/ovstest"
 	"github.com/ovsgate/ovsgate/internal/unixctltest"
 )
@@ -37,17 +39,15 @@ func TestNewInstanceWithTheSamePidIsNotTrusted(t *testing.T) {
 		require.NoError(t, os.Remove(socket))
 		t.Run("impostor", func(t *testing.T) {
 			unixctltest.Serve(t, socket, notRegisteredVSwitchd)
-			st := h.waitFor(5*time.Second, "the new instance's own answer", func(st Status) bool {
-				return st.VSwitchd.Restarts == 1 && strings.Contains(st.Reason, "has not registered")
+			st := h.waitFor(5*time.Second, "the new instance's own answer", func(st State) bool {
+				return st.Restarts == 1 && strings.Contains(st.Reason, "has not registered")
 			})
 			assert.Equal(t, fmt.Sprintf("bridge br-int: ovs-vswitchd (pid %d) has not registered dpif/show-dp-features yet", pid), st.Reason)
 			assert.Equal(t, pid, st.VSwitchd.PID)
 			require.NotNil(t, st.VSwitchd.Since)
 			assert.True(t, st.VSwitchd.Since.After(first.VSwitchd.Since.Time), "since names the new instance")
-			c, _ := st.Check(CheckVSwitchd)
-			assert.True(t, c.OK, "the new instance answers")
-			c, _ = st.Check(DatapathCheck("br-int"))
-			assert.False(t, c.OK)
+			assert.True(t, checkOf(t, st, CheckVSwitchd).OK, "the new instance answers")
+			assert.False(t, checkOf(t, st, DatapathCheck("br-int")).OK)
 			// Retried for a while: never ready.
 			retried := h.g.progress.Load()
 			require.True(t, ovstest.Poll(5*time.Second, func() bool { return h.g.progress.Load() > retried+int64(200*time.Millisecond) }))
@@ -60,7 +60,7 @@ func TestNewInstanceWithTheSamePidIsNotTrusted(t *testing.T) {
 
 		s.StartVSwitchd()
 		st := h.waitFor(10*time.Second, "ready on the real new instance", readyOnNewInstance(first))
-		assert.Equal(t, uint64(2), st.VSwitchd.Restarts)
+		assert.Equal(t, uint64(2), st.Restarts)
 	})
 }
 
@@ -151,26 +151,26 @@ func TestStalledVSwitchdBusyOrHung(t *testing.T) {
 
 	cpu.set(true)
 	fake.setOpen(false)
-	st := h.waitFor(5*time.Second, "busy", func(st Status) bool { return st.Cause == CauseVSwitchdBusy })
+	st := h.waitFor(5*time.Second, "busy", func(st State) bool { return st.Cause == CauseVSwitchdBusy })
 	assert.Equal(t, "ovs-vswitchd (pid 2001) is busy: not answering within 300ms while its main thread uses CPU", st.Reason)
 	assert.False(t, st.Ready)
 	assert.Equal(t, first.VSwitchd.Since, st.VSwitchd.Since)
 
 	cpu.set(false)
-	st = h.waitFor(5*time.Second, "hung once the CPU stands still", func(st Status) bool { return st.Cause == CauseVSwitchdNotAnswering })
+	st = h.waitFor(5*time.Second, "hung once the CPU stands still", func(st State) bool { return st.Cause == CauseVSwitchdNotAnswering })
 	assert.Equal(t, "ovs-vswitchd (pid 2001) is hung: not answering within 300ms, and its main thread uses no CPU (stopped or deadlocked)", st.Reason)
 
 	cpu.mu.Lock()
 	cpu.fail = true
 	cpu.mu.Unlock()
-	st = h.waitFor(5*time.Second, "unknown once the CPU cannot be read", func(st Status) bool { return strings.Contains(st.Reason, "cannot be seen") })
+	st = h.waitFor(5*time.Second, "unknown once the CPU cannot be read", func(st State) bool { return strings.Contains(st.Reason, "cannot be seen") })
 	assert.Equal(t, "ovs-vswitchd (pid 2001) is not answering within 300ms (busy or hung: its CPU time cannot be seen from here)", st.Reason)
 	assert.Equal(t, CauseVSwitchdNotAnswering, st.Cause)
 
 	fake.setOpen(true)
 	st = h.waitFor(5*time.Second, "ready again on the same instance", ready)
 	assert.Equal(t, first.VSwitchd.Since, st.VSwitchd.Since, "the held connection lived through the stall")
-	assert.Zero(t, st.VSwitchd.Restarts)
+	assert.Zero(t, st.Restarts)
 }
 
 // A real busy ovs-vswitchd: 1,500 internal ports added in one transaction
@@ -192,7 +192,7 @@ func TestGateVSwitchdBusy(t *testing.T) {
 			args = append(args, "--", "add-port", "br-int", name, "--", "set", "interface", name, "type=internal")
 		}
 		s.VsctlNoWait(args...)
-		st := h.waitFor(20*time.Second, "busy", func(st Status) bool { return st.Cause == CauseVSwitchdBusy })
+		st := h.waitFor(20*time.Second, "busy", func(st State) bool { return st.Cause == CauseVSwitchdBusy })
 		assert.Equal(t, fmt.Sprintf("ovs-vswitchd (pid %d) is busy: not answering within 100ms while its main thread uses CPU", first.VSwitchd.PID), st.Reason)
 		st = h.waitFor(60*time.Second, "ready after the stall", ready)
 		assert.Equal(t, first.VSwitchd.Since, st.VSwitchd.Since)
@@ -210,4 +210,37 @@ func TestGateVSwitchdBusy(t *testing.T) {
 		}
 		t.Logf("not ready for %s", st.Updated.Sub(stalled).Round(time.Millisecond))
 	})
+}
+
+// A lost instance leaves a zero instance: nothing it said or was asked
+// carries over to the next one, whatever fields instance gains. What
+// outlives it is kept beside it, and the loss is the reason.
+func TestLostInstanceIsZero(t *testing.T) {
+	socket := unixctltest.Start(t, unixctltest.VSwitchd)
+	conn, err := appctl.Dial(context.Background(), socket)
+	require.NoError(t, err)
+	cfg := Config{RunDir: filepath.Dir(socket)}
+	cfg.setDefaults()
+	v := newVSwitchd(&cfg)
+	now := time.Now()
+	v.serial, v.answered, v.tried = 3, 2, true
+	v.cur = instance{conn: conn, serial: 3, pid: 7, peer: 70, peerStart: 9, version: "3.1.0", since: now, lastAnswer: now,
+		op: &op{kind: opPing}, stall: stall{kind: stallHung, seen: true}}
+
+	v.lose(now, appctl.ErrClosed)
+	assert.Equal(t, instance{}, v.cur)
+	assert.Equal(t, uint64(3), v.serial)
+	assert.Equal(t, uint64(1), v.restarts())
+	assert.True(t, v.tried)
+	assert.Equal(t, absence{pid: 7, err: appctl.ErrClosed}, v.down)
+	assert.Equal(t, v.down, v.gone)
+	assert.Equal(t, now, v.nextLook, "an exit is looked after at once")
+	select {
+	case <-conn.Done():
+	default:
+		t.Fatal("the lost connection is still open")
+	}
+	vw := v.view(now)
+	assert.False(t, vw.connected || vw.answering)
+	assert.Equal(t, "ovs-vswitchd (pid 7) exited", vswitchdCheck(cfg.CallTimeout)(&inputs{vswitchd: vw}).msg)
 }

@@ -45,8 +45,8 @@ type desired struct {
 	message string
 }
 
-// desiredFor maps a gate status to the condition's status, reason and message.
-func desiredFor(s gate.Status) desired {
+// desiredFor maps a gate state to the condition's status, reason and message.
+func desiredFor(s gate.State) desired {
 	if s.Ready {
 		// A True condition always reads OVSReady, whatever the cause says.
 		return desired{status: statusTrue, reason: gate.CauseReady, message: MessageReady}

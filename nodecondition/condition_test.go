@@ -23,32 +23,32 @@ func TestDesiredFor(t *testing.T) {
 	long := strings.Repeat("bridge br-int: waiting for datapath ID; ", 20)
 	tests := []struct {
 		name string
-		in   gate.Status
+		in   gate.State
 		want desired
 	}{
-		{"ready", gate.Status{Ready: true, Cause: gate.CauseReady},
+		{"ready", gate.State{Cause: gate.CauseReady, Status: gate.Status{Ready: true}},
 			desired{statusTrue, "OVSReady", MessageReady}},
-		{"ready without a cause", gate.Status{Ready: true},
+		{"ready without a cause", gate.State{Status: gate.Status{Ready: true}},
 			desired{statusTrue, "OVSReady", MessageReady}},
-		{"ready with a stray reason", gate.Status{Ready: true, Cause: gate.CauseBridgeNotReady, Reason: "stale"},
+		{"ready with a stray reason", gate.State{Cause: gate.CauseBridgeNotReady, Status: gate.Status{Ready: true, Reason: "stale"}},
 			desired{statusTrue, "OVSReady", MessageReady}},
-		{"not ready", gate.Status{Cause: gate.CauseVSwitchdNotRunning, Reason: "ovs-vswitchd is not running"},
+		{"not ready", gate.State{Cause: gate.CauseVSwitchdNotRunning, Status: gate.Status{Reason: "ovs-vswitchd is not running"}},
 			desired{statusFalse, "VSwitchdNotRunning", "ovs-vswitchd is not running"}},
-		{"a cause added later", gate.Status{Cause: "FlowRestoreWait", Reason: "flow-restore-wait is true"},
+		{"a cause added later", gate.State{Cause: "FlowRestoreWait", Status: gate.Status{Reason: "flow-restore-wait is true"}},
 			desired{statusFalse, "FlowRestoreWait", "flow-restore-wait is true"}},
-		{"no cause", gate.Status{Reason: "something"},
+		{"no cause", gate.State{Status: gate.Status{Reason: "something"}},
 			desired{statusFalse, ReasonNotReady, "something"}},
-		{"ready cause while not ready", gate.Status{Cause: gate.CauseReady, Reason: "x"},
+		{"ready cause while not ready", gate.State{Cause: gate.CauseReady, Status: gate.Status{Reason: "x"}},
 			desired{statusFalse, ReasonNotReady, "x"}},
-		{"cause not a word", gate.Status{Cause: "Bridge not ready", Reason: "x"},
+		{"cause not a word", gate.State{Cause: "Bridge not ready", Status: gate.Status{Reason: "x"}},
 			desired{statusFalse, ReasonNotReady, "x"}},
-		{"cause starts with a digit", gate.Status{Cause: "1Bridge", Reason: "x"},
+		{"cause starts with a digit", gate.State{Cause: "1Bridge", Status: gate.Status{Reason: "x"}},
 			desired{statusFalse, ReasonNotReady, "x"}},
-		{"cause too long", gate.Status{Cause: strings.Repeat("A", maxReasonBytes+1), Reason: "x"},
+		{"cause too long", gate.State{Cause: strings.Repeat("A", maxReasonBytes+1), Status: gate.Status{Reason: "x"}},
 			desired{statusFalse, ReasonNotReady, "x"}},
-		{"no reason", gate.Status{Cause: gate.CauseStarting, Reason: "  "},
+		{"no reason", gate.State{Cause: gate.CauseStarting, Status: gate.Status{Reason: "  "}},
 			desired{statusFalse, "Starting", "OVS is not ready"}},
-		{"long reason", gate.Status{Cause: gate.CauseBridgeNotReady, Reason: long},
+		{"long reason", gate.State{Cause: gate.CauseBridgeNotReady, Status: gate.Status{Reason: long}},
 			desired{statusFalse, "BridgeNotReady", long[:MaxMessageBytes-3] + "..."}},
 	}
 	for _, tt := range tests {

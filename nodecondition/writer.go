@@ -196,7 +196,7 @@ func (w *Writer) Collectors() []prometheus.Collector {
 
 // Update records s as the state to write and wakes the writer. It never
 // waits on the API server.
-func (w *Writer) Update(s gate.Status) {
+func (w *Writer) Update(s gate.State) {
 	d := desiredFor(s)
 	w.mu.Lock()
 	changed := w.want != d

@@ -42,7 +42,7 @@ func BenchmarkUpdate(b *testing.B) {
 	}()
 	w.Update(ready)
 
-	states := []gate.Status{notReady, ready}
+	states := []gate.State{notReady, ready}
 	var d []time.Duration
 	for i := 0; b.Loop(); i++ {
 		begin := time.Now()

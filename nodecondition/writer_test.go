@@ -46,8 +46,8 @@ const (
 )
 
 var (
-	ready    = gate.Status{Ready: true, Cause: gate.CauseReady}
-	notReady = gate.Status{Cause: gate.CauseVSwitchdNotRunning, Reason: "ovs-vswitchd is not running"}
+	ready    = gate.State{Cause: gate.CauseReady, Status: gate.Status{Ready: true}}
+	notReady = gate.State{Cause: gate.CauseVSwitchdNotRunning, Status: gate.Status{Reason: "ovs-vswitchd is not running"}}
 )
 
 // fast are timings that keep the tests short; each test overrides what it tests.
@@ -126,7 +126,7 @@ func testConditions(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interfac
 
 	// A long reason with a multi-byte rune across the bound.
 	long := strings.Repeat("x", 250) + "ééééé" + strings.Repeat(" and more", 20)
-	w.Update(gate.Status{Cause: gate.CauseVSwitchdNotRunning, Reason: long})
+	w.Update(gate.State{Cause: gate.CauseVSwitchdNotRunning, Status: gate.Status{Reason: long}})
 	got := waitCondition(t, admin, node, func(c corev1.NodeCondition) bool { return c.Reason == gate.CauseVSwitchdNotRunning })
 	assert.Equal(t, corev1.ConditionFalse, got.Status)
 	assert.Equal(t, strings.Repeat("x", 250)+"é...", got.Message)
@@ -135,7 +135,7 @@ func testConditions(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interfac
 	assert.True(t, got.LastTransitionTime.Equal(&hourAgo), "False before, False now: the transition an hour ago stays, also across a restart of ovsgate")
 	assert.True(t, got.LastHeartbeatTime.After(hourAgo.Add(time.Minute)), "the heartbeat is now")
 
-	w.Update(gate.Status{Cause: gate.CauseBridgeNotReady, Reason: "bridge br-int: waiting for datapath ID"})
+	w.Update(gate.State{Cause: gate.CauseBridgeNotReady, Status: gate.Status{Reason: "bridge br-int: waiting for datapath ID"}})
 	got = waitCondition(t, admin, node, func(c corev1.NodeCondition) bool { return c.Reason == gate.CauseBridgeNotReady })
 	assert.Equal(t, corev1.ConditionFalse, got.Status)
 	assert.Equal(t, "bridge br-int: waiting for datapath ID", got.Message)
@@ -153,7 +153,7 @@ func testConditions(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interfac
 	// The API server keeps whole seconds: let one pass, so that the next
 	// transition can be told from the last.
 	require.True(t, testutil.Poll(2*time.Second, func() bool { return time.Now().Truncate(time.Second).After(becameReady.Time) }))
-	w.Update(gate.Status{})
+	w.Update(gate.State{})
 	got = waitCondition(t, admin, node, func(c corev1.NodeCondition) bool { return c.Status == corev1.ConditionFalse })
 	assert.Equal(t, nodecondition.ReasonNotReady, got.Reason, "no cause")
 	assert.Equal(t, "OVS is not ready", got.Message, "no reason")
@@ -220,7 +220,7 @@ func testHeartbeat(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface
 		// The same state again, as the gate publishes after changes that do
 		// not touch the condition.
 		for range 10 {
-			w.Update(gate.Status{Ready: true, Cause: gate.CauseReady, Reason: "ignored while ready"})
+			w.Update(gate.State{Cause: gate.CauseReady, Status: gate.Status{Ready: true, Reason: "ignored while ready"}})
 			w.Update(ready)
 		}
 		holds(t, 1500*time.Millisecond, 20*time.Millisecond, func() bool { return writes(t, reg, nodecondition.ResultSuccess) == 1 },
@@ -248,10 +248,10 @@ func testFlaps(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface) {
 	for i := range 20 {
 		s := ready
 		if i%2 == 0 {
-			s = gate.Status{Cause: causes[i/2%len(causes)], Reason: "flap"}
+			s = gate.State{Cause: causes[i/2%len(causes)], Status: gate.Status{Reason: "flap"}}
 		}
 		if i == 19 {
-			s = gate.Status{Cause: gate.CauseVSwitchdBusy, Reason: "ovs-vswitchd is busy"}
+			s = gate.State{Cause: gate.CauseVSwitchdBusy, Status: gate.Status{Reason: "ovs-vswitchd is busy"}}
 		}
 		w.Update(s)
 	}
@@ -430,7 +430,7 @@ func testAPIServerRestart(t *testing.T, c *kubetest.Cluster, admin kubernetes.In
 	w.Update(notReady)
 	require.True(t, testutil.Poll(10*time.Second, func() bool { return writes(t, reg, nodecondition.ResultUnreachable) >= 3 }))
 	updatesReturn(t, w)
-	final := gate.Status{Cause: gate.CauseBridgeNotReady, Reason: "bridge br-int: waiting for datapath ID"}
+	final := gate.State{Cause: gate.CauseBridgeNotReady, Status: gate.Status{Reason: "bridge br-int: waiting for datapath ID"}}
 	w.Update(final)
 	fails := grep(logs, failureLine)
 	require.Len(t, fails, 1, "one line for the outage:\n%s", logs)
@@ -487,7 +487,7 @@ func updatesReturn(t *testing.T, w *nodecondition.Writer) {
 		for i := range 2000 {
 			s := ready
 			if i%2 == 0 {
-				s = gate.Status{Cause: gate.CauseVSwitchdStarting, Reason: "ovs-vswitchd is starting"}
+				s = gate.State{Cause: gate.CauseVSwitchdStarting, Status: gate.Status{Reason: "ovs-vswitchd is starting"}}
 			}
 			w.Update(s)
 		}

@@ -88,9 +88,7 @@ func TestNewWatcherRejectsBadInput(t *testing.T) {
 		bridges  []string
 		err      string
 	}{
-		{"bad endpoint", "bogus", []string{"br-int"}, `invalid OVSDB endpoint "bogus"`},
-		{"no bridge", "unix:/x", nil, "no bridge to watch"},
-		{"empty bridge", "unix:/x", []string{"br-int", ""}, "empty bridge name"},
+		{"bad endpoint", "bogus", []string{"br-int"}, `invalid OVSDB endpoint "bogus": want unix:PATH or tcp:HOST:PORT`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

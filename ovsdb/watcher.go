@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,17 +26,15 @@ type BridgeInfo struct {
 	DatapathType string
 }
 
-// SystemInfo is what the Open_vSwitch row says about forwarding.
+// SystemInfo is the Open_vSwitch row's columns that say whether
+// ovs-vswitchd forwards, as the row holds them: what they mean is the
+// gate's to say. The maps are shared with the cache: read them, never
+// change them.
 type SystemInfo struct {
-	Known bool // the row has been read (false while disconnected)
-	// FlowRestoreWait is other_config:flow-restore-wait=true: ovs-vswitchd
-	// neither forwards nor flushes datapath flows until it is cleared.
-	FlowRestoreWait bool
-	// FlowRestoreWaitOwner names who manages that flag when a key says so
-	// (OVN's ovn-managed-flow-restore-wait); "" otherwise.
-	FlowRestoreWaitOwner string
-	DPDKInit             string // other_config:dpdk-init: "true", "try", or "" (off)
-	DPDKInitialized      bool
+	Known           bool // the row has been read (false while disconnected)
+	OtherConfig     map[string]string
+	ExternalIDs     map[string]string
+	DPDKInitialized bool
 }
 
 // PortInfo is what OVSDB says about one required interface.
@@ -129,30 +125,13 @@ type Watcher struct {
 	lastErr   error
 }
 
-// NewWatcher validates the endpoint and bridge names; it connects nothing
-// until Run.
+// NewWatcher returns a watcher of the named bridges; it connects nothing
+// until Run. The endpoint is one ParseEndpoint accepts: NewWatcher fails
+// with ParseEndpoint's own words otherwise.
 func NewWatcher(endpoint string, bridges []string, opts ...Option) (*Watcher, error) {
-	network, address, err := ParseEndpoint(endpoint)
+	_, _, dialTo, err := parseEndpoint(endpoint)
 	if err != nil {
 		return nil, fmt.Errorf("invalid OVSDB endpoint %q: %w", endpoint, err)
-	}
-	dialTo, err := dialEndpoint(network, address)
-	if err != nil {
-		return nil, err
-	}
-	if len(bridges) == 0 {
-		return nil, errors.New("no bridge to watch")
-	}
-	seen := make(map[string]bool, len(bridges))
-	var names []string
-	for _, b := range bridges {
-		if b == "" {
-			return nil, errors.New("empty bridge name")
-		}
-		if !seen[b] {
-			seen[b] = true
-			names = append(names, b)
-		}
 	}
 	dbModel, err := newClientDBModel()
 	if err != nil {
@@ -172,20 +151,11 @@ func NewWatcher(endpoint string, bridges []string, opts ...Option) (*Watcher, er
 		opt(&o)
 	}
 	o.backoffMax = max(o.backoffMax, o.backoffMin)
-	var ports []string
-	for _, p := range o.ports {
-		if p == "" {
-			return nil, errors.New("empty port name")
-		}
-		if !slices.Contains(ports, p) {
-			ports = append(ports, p)
-		}
-	}
 	return &Watcher{
 		endpoint:  endpoint,
 		dialTo:    dialTo,
-		bridges:   names,
-		ports:     ports,
+		bridges:   bridges,
+		ports:     o.ports,
 		opts:      o,
 		dbModel:   dbModel,
 		libLogger: klog.NewKlogr().WithName("libovsdb").V(4),
@@ -274,28 +244,10 @@ func (w *Watcher) Snapshot() Snapshot {
 	return s
 }
 
-// flowRestoreOwnerKeys mark who manages flow-restore-wait, where a manager
-// says so: ovn-controller sets this one when it sets the flag itself.
-var flowRestoreOwnerKeys = map[string]string{"ovn-managed-flow-restore-wait": "ovn-controller"}
-
-// systemInfo reads the Open_vSwitch row's keys as ovs-vswitchd does:
-// "true" and "try" in any case.
+// systemInfo reports the Open_vSwitch row. libovsdb replaces a cached model
+// on update rather than changing it, so its maps may be handed out.
 func systemInfo(sys *system) SystemInfo {
-	info := SystemInfo{
-		Known:           true,
-		FlowRestoreWait: strings.EqualFold(sys.OtherConfig["flow-restore-wait"], "true"),
-		DPDKInitialized: sys.DPDKInitialized,
-	}
-	switch v := strings.ToLower(sys.OtherConfig["dpdk-init"]); v {
-	case "true", "try":
-		info.DPDKInit = v
-	}
-	for key, owner := range flowRestoreOwnerKeys {
-		if strings.EqualFold(sys.ExternalIDs[key], "true") || strings.EqualFold(sys.OtherConfig[key], "true") {
-			info.FlowRestoreWaitOwner = owner
-		}
-	}
-	return info
+	return SystemInfo{Known: true, OtherConfig: sys.OtherConfig, ExternalIDs: sys.ExternalIDs, DPDKInitialized: sys.DPDKInitialized}
 }
 
 func (w *Watcher) setConnected(rows *cache.TableCache) {

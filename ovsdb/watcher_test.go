@@ -288,7 +288,7 @@ func TestWatcherMonitorsOnlyModelledColumns(t *testing.T) {
 	assert.Equal(t, PortInfo{Name: "p-none"}, snap.Ports["p-none"])
 	assert.Empty(t, snap.Ports["p5"].Error)
 	assert.True(t, snap.System.Known)
-	assert.False(t, snap.System.FlowRestoreWait)
+	assert.Empty(t, snap.System.OtherConfig["flow-restore-wait"])
 
 	var monitors []rpcRequest
 	for _, r := range p.requests(t) {
@@ -336,7 +336,7 @@ func TestWatcherMonitorsOnlyModelledColumns(t *testing.T) {
 	// connection in commit order, so once the watcher has this one, any
 	// update for the changes above has come before it.
 	s.Vsctl("--no-wait", "set", "open", ".", "other_config:flow-restore-wait=true")
-	waitSnapshot(t, w, "flow-restore-wait", func(s Snapshot) bool { return s.System.FlowRestoreWait })
+	waitSnapshot(t, w, "flow-restore-wait", func(s Snapshot) bool { return s.System.OtherConfig["flow-restore-wait"] == "true" })
 	var updates []string
 	for _, m := range p.serverMessages(t) {
 		if m.end > read && strings.HasPrefix(m.Method, "update") {
@@ -562,17 +562,20 @@ func TestWatcherSystemAndPorts(t *testing.T) {
 	require.NoError(t, err)
 	start(t, w)
 	snap := waitSnapshot(t, w, "the Open_vSwitch row", func(s Snapshot) bool { return s.Connected && s.System.Known })
-	assert.Equal(t, SystemInfo{Known: true}, snap.System)
+	assert.Empty(t, snap.System.OtherConfig)
+	assert.False(t, snap.System.DPDKInitialized)
 	assert.False(t, snap.Ports["gw0"].Exists)
 
-	s.VsctlNoWait("set", "open", ".", "other_config:flow-restore-wait=true", "other_config:dpdk-init=try")
-	snap = waitSnapshot(t, w, "flow-restore-wait", func(s Snapshot) bool { return s.System.FlowRestoreWait })
-	assert.Equal(t, "try", snap.System.DPDKInit)
-	assert.Empty(t, snap.System.FlowRestoreWaitOwner)
+	s.VsctlNoWait("set", "open", ".", "other_config:flow-restore-wait=True", "other_config:dpdk-init=try")
+	snap = waitSnapshot(t, w, "flow-restore-wait", func(s Snapshot) bool { return s.System.OtherConfig["flow-restore-wait"] != "" })
+	assert.Equal(t, map[string]string{"flow-restore-wait": "True", "dpdk-init": "try"}, snap.System.OtherConfig, "values as the row holds them")
 	s.VsctlNoWait("set", "open", ".", "external_ids:ovn-managed-flow-restore-wait=true")
-	waitSnapshot(t, w, "the owner", func(s Snapshot) bool { return s.System.FlowRestoreWaitOwner == "ovn-controller" })
+	waitSnapshot(t, w, "the external ID", func(s Snapshot) bool { return s.System.ExternalIDs["ovn-managed-flow-restore-wait"] == "true" })
 	s.VsctlNoWait("remove", "open", ".", "other_config", "flow-restore-wait")
-	waitSnapshot(t, w, "flow-restore-wait cleared", func(s Snapshot) bool { return s.System.Known && !s.System.FlowRestoreWait })
+	waitSnapshot(t, w, "flow-restore-wait cleared", func(s Snapshot) bool {
+		_, set := s.System.OtherConfig["flow-restore-wait"]
+		return s.System.Known && !set
+	})
 
 	s.Vsctl("add-port", "br-int", "gw0", "--", "set", "interface", "gw0", "type=internal")
 	snap = waitSnapshot(t, w, "gw0 with a port number", func(s Snapshot) bool { return s.Ports["gw0"].OFPort > 0 })
@@ -581,24 +584,4 @@ func TestWatcherSystemAndPorts(t *testing.T) {
 	s.VsctlNoWait("add-port", "br-int", "patch0", "--", "set", "interface", "patch0", "type=patch")
 	snap = waitSnapshot(t, w, "patch0 failing", func(s Snapshot) bool { return s.Ports["patch0"].OFPort == -1 })
 	assert.Contains(t, snap.Ports["patch0"].Error, "patch type requires valid 'peer' argument")
-}
-
-// ovs-vswitchd reads these keys without regard to case: so does the
-// watcher, or "True" would stop forwarding while ovsgate says it does not.
-func TestSystemInfoIgnoresCase(t *testing.T) {
-	for _, tc := range []struct {
-		other, ext map[string]string
-		want       SystemInfo
-	}{
-		{other: map[string]string{"flow-restore-wait": "True", "dpdk-init": "TRY"},
-			want: SystemInfo{Known: true, FlowRestoreWait: true, DPDKInit: "try"}},
-		{other: map[string]string{"flow-restore-wait": "false", "dpdk-init": "True"},
-			want: SystemInfo{Known: true, DPDKInit: "true"}},
-		{other: map[string]string{"flow-restore-wait": "yes", "dpdk-init": "no"},
-			want: SystemInfo{Known: true}},
-		{other: map[string]string{"flow-restore-wait": "TRUE"}, ext: map[string]string{"ovn-managed-flow-restore-wait": "True"},
-			want: SystemInfo{Known: true, FlowRestoreWait: true, FlowRestoreWaitOwner: "ovn-controller"}},
-	} {
-		assert.Equal(t, tc.want, systemInfo(&system{OtherConfig: tc.other, ExternalIDs: tc.ext}), "%v %v", tc.other, tc.ext)
-	}
 }

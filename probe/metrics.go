@@ -26,7 +26,7 @@ type Metrics struct {
 	appctlDurations *prometheus.HistogramVec
 
 	mu           sync.Mutex
-	counting     bool // transitions are counted from CountFrom on
+	counting     bool // transitions are counted from the first settled state on
 	wasReady     bool
 	lastRestarts uint64 // the gate's count of ovs-vswitchd restarts, as last seen
 }
@@ -85,30 +85,25 @@ func (m *Metrics) Handler() http.Handler {
 	return mux
 }
 
-// CountFrom makes s the state that transitions are counted from: the
-// gate's first status with every check answered. What comes before it
-// (starting, connecting) is no verdict yet, so a start that ends ready
-// counts no transition.
-func (m *Metrics) CountFrom(s gate.Status) {
+// Observe updates the metrics from a new state. Transitions are counted
+// from the gate's first settled state on: what comes before it (starting,
+// connecting) is no verdict yet, so a start that ends ready counts none.
+func (m *Metrics) Observe(s gate.State) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.counting, m.wasReady = true, s.Ready
-}
-
-// Observe updates the metrics from a new status.
-func (m *Metrics) Observe(s gate.Status) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.counting && s.Ready != m.wasReady {
-		m.transitions.Inc()
+	if s.Settled {
+		if m.counting && s.Ready != m.wasReady {
+			m.transitions.Inc()
+		}
+		m.counting = true
 	}
 	m.wasReady = s.Ready
-	if n := s.VSwitchd.Restarts; n > m.lastRestarts {
-		m.restarts.Add(float64(n - m.lastRestarts))
-		m.lastRestarts = n
+	if s.Restarts > m.lastRestarts {
+		m.restarts.Add(float64(s.Restarts - m.lastRestarts))
+		m.lastRestarts = s.Restarts
 	}
-	m.busy.Set(boolFloat(s.Cause == gate.CauseVSwitchdBusy))
-	m.hung.Set(boolFloat(s.Cause == gate.CauseVSwitchdNotAnswering))
+	m.busy.Set(boolFloat(s.Busy))
+	m.hung.Set(boolFloat(s.Hung))
 	m.flowRestoreWait.Set(boolFloat(s.VSwitchd.FlowRestoreWait))
 	m.ready.Set(boolFloat(s.Ready))
 	m.ovsdbConnected.Set(boolFloat(s.OVSDB.Connected))

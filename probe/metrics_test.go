@@ -1,10 +1,13 @@
 package probe
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,6 +16,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/ovsgate/ovsgate/gate"
+	"github.com/ovsgate/ovsgate/internal/ovstest"
+	internaltestutil "github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 var gateMetrics = []string{"ovsgate_ready", "ovsgate_bridge_ready", "ovsgate_transitions_total",
@@ -44,24 +49,29 @@ ovsgate_ovsdb_connected CONNECTED
 
 func itoa(i int) string { return string(rune('0' + i)) }
 
-// twoBridges is a status gating br-int and br-ex; br-ex is ready when
-// exReady; the gate has counted restarts.
-func twoBridges(ready, exReady bool, restarts uint64, connected bool) gate.Status {
-	s := status(ready)
+// twoBridges is a settled state gating br-int and br-ex; br-ex is ready
+// when exReady; the gate has counted restarts.
+func twoBridges(ready, exReady bool, restarts uint64, connected bool) gate.State {
+	s := gate.State{Status: status(ready), Settled: true, Restarts: restarts}
 	s.VSwitchd.PID = 1 // a pid namespace of its own: the same pid on every start
-	s.VSwitchd.Restarts = restarts
 	s.OVSDB.Connected = connected
 	s.Bridges = append(s.Bridges, gate.BridgeStatus{Name: "br-ex", Ready: exReady})
 	return s
 }
 
+// unsettled is a state from before the gate settled.
+func unsettled(s gate.State) gate.State {
+	s.Settled = false
+	return s
+}
+
 func TestMetricsObserve(t *testing.T) {
 	type step struct {
-		s                                                    gate.Status
+		s                                                    gate.State
 		ready, brInt, brEx, transitions, restarts, connected int
 	}
 	steps := []step{
-		// Counted from here (CountFrom below): the first settled status.
+		// Counted from here: the first settled state.
 		{twoBridges(true, true, 0, true), 1, 1, 1, 0, 0, 1},
 		{twoBridges(true, true, 0, true), 1, 1, 1, 0, 0, 1},
 		{twoBridges(false, true, 0, false), 0, 0, 1, 1, 0, 0},
@@ -76,9 +86,9 @@ func TestMetricsObserve(t *testing.T) {
 	}
 	m := NewMetrics()
 	// Before the gate has settled, flips are no transitions.
-	m.Observe(twoBridges(false, false, 0, false))
-	m.Observe(twoBridges(true, true, 0, true))
-	m.CountFrom(steps[0].s)
+	m.Observe(unsettled(twoBridges(false, false, 0, false)))
+	m.Observe(unsettled(twoBridges(true, true, 0, true)))
+	m.Observe(unsettled(twoBridges(false, false, 0, true)))
 	for i, st := range steps {
 		m.Observe(st.s)
 		require.NoError(t, testutil.GatherAndCompare(m.Registry(),
@@ -87,35 +97,44 @@ func TestMetricsObserve(t *testing.T) {
 	}
 }
 
+// The busy and hung gauges read what ovs-vswitchd does, not the top cause:
+// a hung ovs-vswitchd reads hung while OVSDB is down too.
 func TestMetricsBusyAndHung(t *testing.T) {
 	m := NewMetrics()
+	ovsdbDown := func(s gate.State) gate.State {
+		s.Ready, s.OVSDB.Connected, s.Cause = false, false, gate.CauseOVSDBUnreachable
+		return s
+	}
+	ready := gate.State{Status: status(true), Cause: gate.CauseReady, Settled: true}
 	for _, tt := range []struct {
-		cause      string
+		name       string
+		s          gate.State
 		busy, hung float64
 	}{
-		{gate.CauseReady, 0, 0},
-		{gate.CauseVSwitchdBusy, 1, 0},
-		{gate.CauseVSwitchdNotAnswering, 0, 1},
-		{gate.CauseVSwitchdStarting, 0, 0},
-		{gate.CauseVSwitchdNotRunning, 0, 0},
+		{"ready", ready, 0, 0},
+		{"busy", gate.State{Status: status(false), Cause: gate.CauseVSwitchdBusy, Busy: true}, 1, 0},
+		{"hung", gate.State{Status: status(false), Cause: gate.CauseVSwitchdNotAnswering, Hung: true}, 0, 1},
+		{"hung, OVSDB down", ovsdbDown(gate.State{Status: status(false), Hung: true}), 0, 1},
+		{"busy, OVSDB down", ovsdbDown(gate.State{Status: status(false), Busy: true}), 1, 0},
+		{"OVSDB down", ovsdbDown(ready), 0, 0},
+		{"not running", gate.State{Status: status(false), Cause: gate.CauseVSwitchdNotRunning}, 0, 0},
 	} {
-		s := status(tt.cause == gate.CauseReady)
-		s.Cause = tt.cause
-		m.Observe(s)
-		assert.Equal(t, tt.busy, testutil.ToFloat64(m.busy), tt.cause)
-		assert.Equal(t, tt.hung, testutil.ToFloat64(m.hung), tt.cause)
+		m.Observe(tt.s)
+		assert.Equal(t, tt.busy, testutil.ToFloat64(m.busy), tt.name)
+		assert.Equal(t, tt.hung, testutil.ToFloat64(m.hung), tt.name)
 	}
 }
 
 func TestMetricsFirstObservationNotReady(t *testing.T) {
 	m := NewMetrics()
 	assert.Equal(t, 0.0, testutil.ToFloat64(m.ready), "not ready before anything is known")
-	m.Observe(status(false))
-	m.Observe(status(true))
+	m.Observe(gate.State{Status: status(false)})
+	m.Observe(gate.State{Status: status(true)})
 	assert.Equal(t, 0.0, testutil.ToFloat64(m.transitions), "starting -> ready is no transition")
-	m.CountFrom(status(true))
-	m.Observe(status(false))
-	m.Observe(status(true))
+	m.Observe(gate.State{Status: status(true), Settled: true})
+	assert.Equal(t, 0.0, testutil.ToFloat64(m.transitions), "nor is settling ready")
+	m.Observe(gate.State{Status: status(false), Settled: true})
+	m.Observe(gate.State{Status: status(true), Settled: true})
 	assert.Equal(t, 2.0, testutil.ToFloat64(m.transitions))
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.ready))
 	assert.Equal(t, 1.0, testutil.ToFloat64(m.bridgeReady.WithLabelValues("br-int")))
@@ -155,7 +174,7 @@ func TestMetricsAppctl(t *testing.T) {
 
 func TestMetricsRegistry(t *testing.T) {
 	m := NewMetrics()
-	m.Observe(status(true))
+	m.Observe(gate.State{Status: status(true)})
 	m.ObserveAppctl("version", time.Millisecond, nil)
 	n, err := testutil.GatherAndCount(m.Registry(), "go_goroutines", "process_start_time_seconds")
 	require.NoError(t, err)
@@ -170,7 +189,7 @@ func TestMetricsRegistry(t *testing.T) {
 
 func TestMetricsHandler(t *testing.T) {
 	m := NewMetrics()
-	m.Observe(status(true))
+	m.Observe(gate.State{Status: status(true)})
 	addr, logBuf := serveOn(t, m.Handler())
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := client.Get("http://" + addr + "/metrics")
@@ -188,4 +207,53 @@ func TestMetricsHandler(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, 404, resp.StatusCode)
 	assert.Empty(t, logBuf.String())
+}
+
+// The wiring, end to end: a gate on a real OVS feeds the metrics. With
+// ovs-vswitchd stopped (hung) and then OVSDB down as well, the top cause is
+// OVSDB's, and ovsgate_vswitchd_hung still reads 1.
+func TestMetricsVSwitchdHungWhileOVSDBDown(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	g, err := gate.New(gate.Config{OVSDB: s.Endpoint(), RunDir: s.RunDir(), Bridges: []string{"br-int"},
+		CallTimeout: 300 * time.Millisecond, PingInterval: 50 * time.Millisecond})
+	require.NoError(t, err)
+	m := NewMetrics()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	updates := g.Subscribe()
+	wg.Go(func() { _ = g.Run(ctx) })
+	wg.Go(func() {
+		for {
+			select {
+			case st := <-updates:
+				m.Observe(st)
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	require.True(t, internaltestutil.Poll(30*time.Second, func() bool { return testutil.ToFloat64(m.ready) == 1 }), "ready")
+
+	s.SignalVSwitchd(syscall.SIGSTOP)
+	defer s.SignalVSwitchd(syscall.SIGCONT)
+	s.StopOVSDB()
+	require.True(t, internaltestutil.Poll(30*time.Second, func() bool {
+		return testutil.ToFloat64(m.ovsdbConnected) == 0 && testutil.ToFloat64(m.hung) == 1
+	}), "hung while OVSDB is down: hung=%v ovsdb=%v", testutil.ToFloat64(m.hung), testutil.ToFloat64(m.ovsdbConnected))
+	st := g.State()
+	assert.Equal(t, gate.CauseOVSDBUnreachable, st.Cause, "the top cause is OVSDB's")
+	assert.True(t, st.Hung)
+	assert.Equal(t, 0.0, testutil.ToFloat64(m.busy))
+}
+
+func TestMetricsFlowRestoreWait(t *testing.T) {
+	m := NewMetrics()
+	for _, on := range []bool{true, false, true} {
+		s := gate.State{Status: status(true)}
+		s.VSwitchd.FlowRestoreWait = on
+		m.Observe(s)
+		assert.Equal(t, boolFloat(on), testutil.ToFloat64(m.flowRestoreWait))
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -148,7 +149,7 @@ func TestProbeStatusJSON(t *testing.T) {
 		assert.True(t, bytes.HasSuffix(rec.Body.Bytes(), []byte("}\n")))
 		var got gate.Status
 		require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &got))
-		assert.True(t, status(ready).Equivalent(got), "the status comes back whole: %s", rec.Body)
+		assert.True(t, gate.State{Status: status(ready)}.Equivalent(gate.State{Status: got}), "the status comes back whole: %s", rec.Body)
 	}
 }
 
@@ -272,8 +273,8 @@ func TestNoServerErrorsUnderFlips(t *testing.T) {
 	go func() {
 		defer flipping.Done()
 		for i := 0; ctx.Err() == nil; i++ {
-			s := status(i%2 == 0)
-			p.Update(s)
+			s := gate.State{Status: status(i%2 == 0), Settled: true}
+			p.Update(s.Status)
 			m.Observe(s)
 			flips.Add(1)
 		}
@@ -347,14 +348,29 @@ func serveOn(t *testing.T, h http.Handler, opts ...ServerOption) (string, *testu
 	for _, o := range opts {
 		o(srv)
 	}
+	stop := startServe(t, srv, ln)
+	t.Cleanup(func() { assert.NoError(t, stop()) })
+	return ln.Addr().String(), &logBuf
+}
+
+// startServe runs Serve on ln until stop is called or the test ends (also
+// when it fails first, so that no server outlives its test). stop returns
+// Serve's error; calling it again returns the same.
+func startServe(t *testing.T, srv *http.Server, ln net.Listener) (stop func() error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- Serve(ctx, srv, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		assert.NoError(t, <-done)
-	})
-	return ln.Addr().String(), &logBuf
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
 }
 
 func BenchmarkReadyz(b *testing.B) {

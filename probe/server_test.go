@@ -53,9 +53,7 @@ func TestServeStopsOnCancel(t *testing.T) {
 	ln, err := Listen("127.0.0.1:0")
 	require.NoError(t, err)
 	addr := ln.Addr().String()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, NewServer(p, nil), ln) }()
+	stop := startServe(t, NewServer(p, nil), ln)
 
 	client := &http.Client{Transport: &http.Transport{}}
 	defer client.CloseIdleConnections()
@@ -65,13 +63,7 @@ func TestServeStopsOnCancel(t *testing.T) {
 	resp.Body.Close()
 	assert.Equal(t, 200, resp.StatusCode)
 
-	cancel()
-	select {
-	case err := <-done:
-		assert.NoError(t, err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("Serve did not return after its context ended")
-	}
+	require.NoError(t, stop())
 	ln2, err := Listen(addr)
 	require.NoError(t, err, "the listener is closed")
 	ln2.Close()
@@ -169,14 +161,11 @@ func TestNewServerErrorLog(t *testing.T) {
 	})
 	ln, err := Listen("127.0.0.1:0")
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, NewServer(twice, log.New(&buf, "", 0)), ln) }()
+	stop := startServe(t, NewServer(twice, log.New(&buf, "", 0)), ln)
 	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 	resp, err := client.Get("http://" + ln.Addr().String() + "/")
 	require.NoError(t, err)
 	resp.Body.Close()
-	cancel()
-	require.NoError(t, <-done)
+	require.NoError(t, stop())
 	assert.Contains(t, buf.String(), "superfluous", "the log the flip test watches does catch the bug")
 }

@@ -10,7 +10,10 @@ import (
 	"sync"
 	"syscall"
 
+	"k8s.io/klog/v2"
+
 	"github.com/ovsgate/ovsgate/gate"
+	"github.com/ovsgate/ovsgate/internal/errutil"
 )
 
 // DefaultStatusFile is serve's --status-file default. Mount its directory,
@@ -23,6 +26,9 @@ const DefaultStatusFile = "/var/run/ovsgate/status.json"
 type StatusFile struct {
 	path string
 	mu   sync.Mutex
+
+	failMu  sync.Mutex
+	failing string // the root of the error Keep last logged; "" while writes succeed
 }
 
 // NewStatusFile returns a writer for path.
@@ -72,6 +78,23 @@ func (f *StatusFile) Write(s gate.Status) error {
 	}
 	committed = true
 	return syncDir(dir)
+}
+
+// Keep writes s as Write does, for a daemon that keeps the file current:
+// it logs a failure once per distinct error, and the recovery, rather than
+// return it, since probes still answer.
+func (f *StatusFile) Keep(s gate.Status) {
+	err := f.Write(s)
+	f.failMu.Lock()
+	defer f.failMu.Unlock()
+	switch {
+	case err != nil && errutil.Root(err).Error() != f.failing:
+		klog.ErrorS(err, "Cannot write the status file; probes still answer")
+		f.failing = errutil.Root(err).Error()
+	case err == nil && f.failing != "":
+		klog.InfoS("Status file writable again")
+		f.failing = ""
+	}
 }
 
 // makeDir creates dir if it is missing, 0755 whatever the umask, so that

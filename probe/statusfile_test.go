@@ -11,8 +11,10 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"k8s.io/klog/v2"
 
 	"github.com/ovsgate/ovsgate/gate"
+	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
 func readStatus(t *testing.T, path string) gate.Status {
@@ -100,6 +102,11 @@ func TestStatusFileReadersNeverSeeHalf(t *testing.T) {
 	var stop atomic.Bool
 	var reads, readyReads atomic.Int64
 	var wg sync.WaitGroup
+	stopReaders := func() {
+		stop.Store(true)
+		wg.Wait()
+	}
+	defer stopReaders() // also when a write below fails the test
 	for range 4 {
 		wg.Add(1)
 		go func() {
@@ -127,8 +134,7 @@ func TestStatusFileReadersNeverSeeHalf(t *testing.T) {
 	for i := range writes {
 		require.NoError(t, f.Write(status(i%2 == 0)))
 	}
-	stop.Store(true)
-	wg.Wait()
+	stopReaders()
 	assert.Positive(t, reads.Load())
 	t.Logf("%d reads (%d ready) during %d writes", reads.Load(), readyReads.Load(), writes)
 	assert.False(t, readStatus(t, path).Ready, "the last write (299: not ready) stays")
@@ -167,4 +173,26 @@ func BenchmarkStatusFileWrite(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A daemon keeping the file logs a failing write once per distinct error,
+// not once per status, and says when the file is writable again.
+func TestStatusFileKeepLogsChangesOnly(t *testing.T) {
+	logs, _ := testutil.CaptureKlog(t)
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "run")
+	require.NoError(t, os.WriteFile(blocker, nil, 0o644)) // a file where the directory must be
+	f := NewStatusFile(filepath.Join(blocker, "status.json"))
+	for range 5 {
+		f.Keep(status(true))
+	}
+	require.NoError(t, os.Remove(blocker))
+	f.Keep(status(false))
+	f.Keep(status(true))
+	klog.Flush()
+	lines := logs.Lines()
+	require.Len(t, lines, 2, "%s", logs.String())
+	assert.Contains(t, lines[0], "Cannot write the status file; probes still answer")
+	assert.Contains(t, lines[1], "Status file writable again")
+	assert.True(t, readStatus(t, f.Path()).Ready, "the last one kept")
 }
