@@ -98,7 +98,10 @@ func printTable(w io.Writer, s gate.Status) {
 	} else {
 		fmt.Fprintf(tw, "ovs-vswitchd\tnot reachable\t\n")
 	}
-	if s.VSwitchd.FlowRestoreWait {
+	switch f := s.VSwitchd.FlowRestoreWait; {
+	case f == nil:
+		fmt.Fprintf(tw, "flow-restore-wait\tunknown\t(OVSDB not read)\n")
+	case *f:
 		by := ""
 		if s.VSwitchd.FlowRestoreWaitBy != "" {
 			by = "set by " + s.VSwitchd.FlowRestoreWaitBy
@@ -108,7 +111,7 @@ func printTable(w io.Writer, s gate.Status) {
 			since = "seen since " + s.VSwitchd.FlowRestoreWaitSince.UTC().Format(time.RFC3339)
 		}
 		fmt.Fprintf(tw, "flow-restore-wait\tset: not forwarding\t%s\n", strings.TrimSpace(since+" "+by))
-	} else {
+	default:
 		fmt.Fprintf(tw, "flow-restore-wait\tnot set\t\n")
 	}
 	if d := s.VSwitchd.DPDK; d != nil {
