@@ -280,8 +280,11 @@ func (w *Writer) wait(ctx context.Context, now, wake time.Time) bool {
 }
 
 // outage is what the writer logs about failures: one line per cause, not per
-// retry, and one when writes succeed again.
+// retry, and one when writes succeed again. The first write since Run
+// started is a line of its own: nothing was written before it, even when
+// attempts failed.
 type outage struct {
+	written  bool      // a write succeeded since Run started
 	failing  string    // result of the failure logged last; "" while writes succeed
 	since    time.Time // first failure of the outage
 	failures int       // failed attempts in the outage
@@ -294,11 +297,18 @@ func (w *Writer) observe(out *outage, err error, want want, d desired, retryIn t
 	result := classify(err)
 	w.metrics.observe(result)
 	if err == nil {
-		if out.failing != "" {
+		switch {
+		case !out.written:
+			kv := []any{"node", node, "condition", typ, "status", d.status, "reason", d.reason}
+			if out.failing != "" {
+				kv = append(kv, "failedAttempts", out.failures, "after", w.cfg.Clock.Since(out.since).Round(time.Millisecond))
+			}
+			klog.InfoS("Node condition written", kv...)
+		case out.failing != "":
 			klog.InfoS("Node condition written again", "node", node, "condition", typ, "failedAttempts", out.failures,
 				"after", w.cfg.Clock.Since(out.since).Round(time.Millisecond))
 		}
-		*out = outage{}
+		*out = outage{written: true}
 		if want == wantChange {
 			klog.V(2).InfoS("Wrote node condition", "node", node, "condition", typ, "status", d.status, "reason", d.reason)
 		} else {

@@ -42,6 +42,7 @@ const (
 
 	// Log messages the tests count.
 	failureLine  = `"Cannot write node condition, retrying"`
+	firstLine    = `"Node condition written"` // the first write since the start
 	recoveryLine = `"Node condition written again"`
 )
 
@@ -68,6 +69,7 @@ func fast(node string) nodecondition.Config {
 func TestWriter(t *testing.T) {
 	c, admin := startCluster(t)
 	t.Run("conditions", func(t *testing.T) { testConditions(t, c, admin) })
+	t.Run("first write", func(t *testing.T) { testFirstWrite(t, c, admin) })
 	t.Run("heartbeat", func(t *testing.T) { testHeartbeat(t, c, admin) })
 	t.Run("flaps", func(t *testing.T) { testFlaps(t, c, admin) })
 	t.Run("forbidden", func(t *testing.T) { testForbidden(t, c, admin) })
@@ -176,6 +178,29 @@ func testConditions(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interfac
 	assert.Equal(t, "GET /api/v1/nodes/conditions", reqs[0])
 	assert.Equal(t, []string{"PATCH /api/v1/nodes/conditions/status"}, slices.Compact(slices.Clone(reqs[1:])))
 	assert.Len(t, reqs, 5, "%q", reqs)
+}
+
+// testFirstWrite: the first write since the start says so once, at the
+// default verbosity, with what it wrote; a later write adds no such line,
+// and nothing says "again" before a write has failed.
+func testFirstWrite(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface) {
+	const node = "first-write"
+	createNode(t, admin, node, nil)
+	logs, _ := testutil.CaptureKlog(t)
+	w, reg := start(t, c.RESTConfig(t, kubetest.OVSGateUser), fast(node))
+	w.Update(notReady)
+	waitCondition(t, admin, node, func(c corev1.NodeCondition) bool { return c.Reason == gate.CauseVSwitchdNotRunning })
+	w.Update(ready)
+	waitCondition(t, admin, node, func(c corev1.NodeCondition) bool { return c.Status == corev1.ConditionTrue })
+	require.True(t, testutil.Poll(10*time.Second, func() bool { return writes(t, reg, nodecondition.ResultSuccess) == 2 }))
+
+	first := grep(logs, firstLine)
+	require.Len(t, first, 1, "%s", logs)
+	assert.True(t, strings.HasPrefix(first[0], "I"), "info level: %s", first[0])
+	assert.Contains(t, first[0], `node="first-write" condition="ovsgate.io/OVSReady" status="False" reason="VSwitchdNotRunning"`)
+	assert.NotContains(t, first[0], "failedAttempts", "no write failed")
+	assert.Empty(t, grep(logs, recoveryLine), "%s", logs)
+	assert.Empty(t, grep(logs, failureLine), "%s", logs)
 }
 
 // testHeartbeat: an unchanged condition is rewritten once per heartbeat,
@@ -297,7 +322,9 @@ func testForbidden(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface
 	bind(t, c, admin, kubetest.NobodyUser)
 	got := waitCondition(t, admin, node, func(c corev1.NodeCondition) bool { return c.Reason == gate.CauseVSwitchdNotRunning })
 	assert.Equal(t, corev1.ConditionFalse, got.Status)
-	require.True(t, testutil.Poll(5*time.Second, func() bool { return len(grep(logs, recoveryLine)) == 1 }), "one line when writes succeed again:\n%s", logs)
+	require.True(t, testutil.Poll(5*time.Second, func() bool { return len(grep(logs, firstLine)) == 1 }), "one line when the first write succeeds:\n%s", logs)
+	assert.Contains(t, grep(logs, firstLine)[0], "failedAttempts=")
+	assert.Empty(t, grep(logs, recoveryLine), "nothing was written before: not written again")
 	assert.Len(t, grep(logs, failureLine), 1)
 	// The counters move once the PATCH has returned, after the API server
 	// shows the condition.
@@ -327,7 +354,8 @@ func testHung(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interface) {
 	rec.stall.Store(false)
 	got := waitCondition(t, admin, node, func(c corev1.NodeCondition) bool { return c.Reason == gate.CauseVSwitchdNotRunning })
 	assert.Equal(t, corev1.ConditionFalse, got.Status)
-	require.True(t, testutil.Poll(5*time.Second, func() bool { return len(grep(logs, recoveryLine)) == 1 }), "%s", logs)
+	require.True(t, testutil.Poll(5*time.Second, func() bool { return len(grep(logs, firstLine)) == 1 }), "%s", logs)
+	assert.Empty(t, grep(logs, recoveryLine), "%s", logs)
 	assert.Len(t, grep(logs, failureLine), 1)
 }
 
@@ -377,6 +405,7 @@ func testNodeDeleted(t *testing.T, c *kubetest.Cluster, admin kubernetes.Interfa
 	assert.False(t, got.LastTransitionTime.Time.Before(recreated), "the new Node's first condition starts now: %v", got.LastTransitionTime)
 	require.True(t, testutil.Poll(5*time.Second, func() bool { return len(grep(logs, recoveryLine)) == 1 }), "%s", logs)
 	assert.Len(t, grep(logs, failureLine), 1)
+	assert.Len(t, grep(logs, firstLine), 1, "the first write, before the Node was deleted:\n%s", logs)
 }
 
 // testShutdown: stopping the writer leaves the condition as last written.
