@@ -99,6 +99,7 @@ func newRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		root.PersistentFlags().AddFlag(pflag.PFlagFromGoFlag(klogFlags.Lookup(name)))
 	}
 	root.PersistentFlags().Lookup("v").Shorthand = "v"
+	root.PersistentFlags().Lookup("v").Value = verbosityValue{root.PersistentFlags().Lookup("v").Value}
 
 	root.AddCommand(
 		newServeCommand(),

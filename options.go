@@ -75,7 +75,7 @@ func (o *gateOptions) validate() error {
 		return badFlag("ovs-rundir", o.ovsRunDir, "must not be empty")
 	}
 	if len(o.bridges) == 0 {
-		return badFlag("bridge", "", "bridge name must not be empty")
+		return validateName("bridge", "") // --bridge '' is an empty list
 	}
 	seen := make(map[string]bool, len(o.bridges))
 	bridges := o.bridges[:0:0]
@@ -117,7 +117,7 @@ func (o *gateOptions) validate() error {
 func validateName(flag, name string) error {
 	switch {
 	case name == "":
-		return badFlag(flag, name, "the name must not be empty")
+		return badFlag(flag, name, "%s name must not be empty", strings.TrimPrefix(flag, "require-"))
 	case strings.TrimSpace(name) != name || strings.ContainsAny(name, " \t\n/"):
 		return badFlag(flag, name, "names have no spaces or slashes")
 	case len(name) > 255:
