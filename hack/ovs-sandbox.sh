@@ -12,6 +12,8 @@
 #   kill-vswitchd [DIR]                SIGKILL ovs-vswitchd and wait until it is gone; its pidfile and
 #                                      socket stay behind, as after a crash
 #   restart-vswitchd [--pidns] [DIR]   stop-vswitchd, then start-vswitchd
+#   pause-vswitchd [DIR]               SIGSTOP ovs-vswitchd: it stays alive and answers nothing, as a hung one
+#   resume-vswitchd [DIR]              SIGCONT ovs-vswitchd: it answers again, the same instance
 #   start-ovsdb [DIR]                  start ovsdb-server unless it runs
 #   stop-ovsdb [DIR]                   stop ovsdb-server only (ovs-vswitchd keeps running and reconnects later)
 #   restart-ovsdb [DIR]                stop-ovsdb, then start-ovsdb
@@ -30,6 +32,9 @@
 # start time, is not a zombie and leads its own process group is signalled,
 # always as a whole process group (with --pidns: unshare and ovs-vswitchd).
 # Anything else is refused on stderr and its ownership file removed.
+# pause-vswitchd and resume-vswitchd signal that group too: with --pidns,
+# unshare and the ovs-vswitchd that is pid 1 of its namespace (SIGSTOP from
+# outside the namespace reaches it although it has no handler for it).
 set -o errexit -o nounset -o pipefail
 
 prog=hack/ovs-sandbox.sh
@@ -47,7 +52,7 @@ dir=${1:-_sandbox}
 [ $# -gt 0 ] && shift
 case $cmd in
 start) ;;
-stop | start-vswitchd | stop-vswitchd | kill-vswitchd | restart-vswitchd | start-ovsdb | stop-ovsdb | restart-ovsdb | status | env)
+stop | start-vswitchd | stop-vswitchd | kill-vswitchd | restart-vswitchd | pause-vswitchd | resume-vswitchd | start-ovsdb | stop-ovsdb | restart-ovsdb | status | env)
   [ $# -eq 0 ] || { echo "ovs-sandbox: $cmd takes no arguments after DIR, got: $*" >&2; usage; exit 2; } ;;
 *)
   [ -n "$cmd" ] && echo "ovs-sandbox: unknown verb '$cmd'" >&2
@@ -80,7 +85,7 @@ fi
 if [ ! -d "$dir" ]; then # nothing was ever started here
   case $cmd in
   status) echo "ovsdb-server: stopped"; echo "ovs-vswitchd: stopped"; exit 3 ;;
-  kill-vswitchd) die "ovs-vswitchd: not running in $dir (nothing to kill)" ;;
+  kill-vswitchd | pause-vswitchd | resume-vswitchd) die "ovs-vswitchd: not running in $dir" ;;
   *) echo "OVS sandbox in $dir: nothing running"; exit 0 ;;
   esac
 fi
@@ -203,6 +208,8 @@ stop_one() {
   esac
   local pid=$own_pid start=$own_start
   signal_group "$1" TERM || return 1
+  # A paused daemon acts on SIGTERM only once it runs again.
+  signal_group "$1" CONT || return 1
   if ! wait_gone "$pid" "$start" 10; then
     echo "ovs-sandbox: $1 (pid $pid) still runs 10 s after SIGTERM; sending SIGKILL" >&2
     signal_group "$1" KILL || return 1
@@ -225,6 +232,58 @@ kill_vswitchd() {
   wait_gone "$pid" "$start" 10 || die "ovs-vswitchd: process group $pid still runs 10 s after SIGKILL"
   rm -f "$dir/.ovs-vswitchd.owner"
   echo "ovs-vswitchd: pid $pid gone (pidfile and socket left behind)"
+}
+
+# group_states PGID: counts the live processes of the group that are stopped
+# (state T) in n_stopped, the others in n_running. group_stopped: all are
+# stopped; group_running: none is.
+group_states() {
+  local p s
+  local -a f
+  n_stopped=0 n_running=0
+  for p in /proc/[0-9]*/stat; do
+    { read -r s <"$p"; } 2>/dev/null || continue
+    # shellcheck disable=SC2206 # numbers and a state letter: split, nothing to glob
+    f=(${s##*) })
+    [ "${f[2]:-}" = "$1" ] || continue
+    case ${f[0]} in
+    Z | X) ;;
+    T) n_stopped=$(( n_stopped + 1 )) ;;
+    *) n_running=$(( n_running + 1 )) ;;
+    esac
+  done
+}
+group_stopped() { group_states "$1"; [ "$n_stopped" -gt 0 ] && [ "$n_running" -eq 0 ]; }
+group_running() { group_states "$1"; [ "$n_stopped" -eq 0 ]; }
+
+# pause_vswitchd STOP|CONT: SIGSTOP or SIGCONT to the ovs-vswitchd this script
+# started (its whole process group), then waits until every process of the
+# group is stopped, or none is.
+pause_vswitchd() {
+  local sig=$1 until=group_stopped done=paused verb=pause-vswitchd already='already paused' now deadline
+  [ "$sig" = CONT ] && until=group_running done=resumed verb=resume-vswitchd already='not paused'
+  classify ovs-vswitchd
+  case $state in
+  none | gone) rm -f "$dir/.ovs-vswitchd.owner"; die "ovs-vswitchd: not running in $dir (nothing to $verb)" ;;
+  foreign) refuse ovs-vswitchd; exit 1 ;;
+  dying) die "ovs-vswitchd: pid $own_pid is exiting" ;;
+  esac
+  local pid=$own_pid
+  if "$until" "$pid"; then
+    echo "ovs-vswitchd: $already (process group $pid)"
+    return
+  fi
+  signal_group ovs-vswitchd "$sig" || exit 1
+  now_us; deadline=$(( now + 10 * 1000000 ))
+  until "$until" "$pid"; do
+    now_us; [ "$now" -lt "$deadline" ] || die "ovs-vswitchd: process group $pid not $done 10 s after SIG$sig"
+    sleep 0.01
+  done
+  if [ "$sig" = STOP ]; then
+    echo "ovs-vswitchd: paused (SIGSTOP to process group $pid); $prog resume-vswitchd $dir continues it"
+  else
+    echo "ovs-vswitchd: resumed (SIGCONT to process group $pid)"
+  fi
 }
 
 # await_exit NAME: a daemon that is ours but dying must be gone before a new
@@ -350,12 +409,14 @@ start_vswitchd() {
 describe_vswitchd() {
   local in_file
   in_file=$(cat "$dir/ovs-vswitchd.pid" 2>/dev/null || echo none)
+  local paused=''
+  [ "${st_state:-}" = T ] && paused=', paused (resume-vswitchd continues it)'
   if [ "$own_mode" = pidns ]; then
-    echo "pid $own_pid (own pid namespace; pidfile says $in_file)"
+    echo "pid $own_pid (own pid namespace; pidfile says $in_file)$paused"
   elif [ "$in_file" != "$own_pid" ]; then
-    echo "pid $own_pid (pidfile says $in_file)"
+    echo "pid $own_pid (pidfile says $in_file)$paused"
   else
-    echo "pid $own_pid"
+    echo "pid $own_pid$paused"
   fi
 }
 
@@ -400,6 +461,8 @@ start-vswitchd) start_vswitchd ;;
 stop-vswitchd) stop_one ovs-vswitchd ;;
 kill-vswitchd) kill_vswitchd ;;
 restart-vswitchd) stop_one ovs-vswitchd && start_vswitchd ;;
+pause-vswitchd) pause_vswitchd STOP ;;
+resume-vswitchd) pause_vswitchd CONT ;;
 start-ovsdb) start_ovsdb ;;
 stop-ovsdb) stop_one ovsdb-server ;;
 restart-ovsdb) stop_one ovsdb-server && start_ovsdb ;;

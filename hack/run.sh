@@ -99,6 +99,7 @@ ovsgate serve is starting against the sandbox. Look at:
   metrics:      curl -s http://$metrics_addr/metrics | grep ^ovsgate_
   one-shot:     $bin check --ovsdb unix:$sandbox_abs/db.sock --ovs-rundir $sandbox_abs
   break it:     hack/ovs-sandbox.sh kill-vswitchd $sandbox   (then start-vswitchd; or: status, restart-ovsdb)
+                hack/ovs-sandbox.sh pause-vswitchd $sandbox  (hung until resume-vswitchd)
                 eval "\$(hack/ovs-sandbox.sh env $sandbox)"; ovs-vsctl del-br br-int
 Press Ctrl-C to stop ovsgate${what_stops:+ and $what_stops}.
 

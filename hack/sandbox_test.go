@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -368,6 +369,78 @@ func TestOneDaemonAtATime(t *testing.T) {
 	assert.Zero(t, r.code, "%s", r)
 }
 
+// vswitchdState is the state letter of the ovs-vswitchd process itself (in
+// its own pid namespace: the child of unshare, which the script started).
+func vswitchdState(t *testing.T, o owner) string {
+	t.Helper()
+	pid := o.pid
+	if o.mode == "pidns" {
+		pid = nsChild(t, o.pid)
+	}
+	require.Equal(t, "ovs-vswitchd", comm(pid))
+	st, ok := readProcStat(pid)
+	require.True(t, ok, "ovs-vswitchd (pid %d) is gone", pid)
+	return st.state
+}
+
+// pause-vswitchd makes ovs-vswitchd hung as ovsgate check sees it (alive,
+// answering nothing, using no CPU), resume-vswitchd makes the same instance
+// answer again; stop works on a paused one too.
+func TestPauseResumeVSwitchd(t *testing.T) {
+	ovstest.Require(t)
+	bin := buildOvsgate(t)
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) {
+			if m.pidns {
+				ovstest.RequireMode(t, ovstest.PidNS)
+			}
+			dir := startSandbox(t, m.pidns, "br-int")
+			vs := readOwner(t, dir, "ovs-vswitchd")
+			ctlPID := pidfile(t, dir)
+			check := func() testutil.Result {
+				return testutil.RunOvsgate(t, bin, nil, "check", "--ovsdb", "unix:"+dir+"/db.sock", "--ovs-rundir", dir)
+			}
+			r := check()
+			require.Zero(t, r.Code, "ready before the pause: %s%s", r.Stdout, r.Stderr)
+
+			out := mustSandbox(t, "pause-vswitchd", dir)
+			assert.Equal(t, fmt.Sprintf("ovs-vswitchd: paused (SIGSTOP to process group %d); hack/ovs-sandbox.sh resume-vswitchd %s continues it\n", vs.pid, dir), out)
+			assert.Equal(t, "T", vswitchdState(t, vs), "ovs-vswitchd is stopped")
+			assert.Equal(t, fmt.Sprintf("ovs-vswitchd: already paused (process group %d)\n", vs.pid), mustSandbox(t, "pause-vswitchd", dir))
+			st := sandbox(t, "status", dir)
+			assert.Zero(t, st.code, "a paused ovs-vswitchd still runs: %s", st)
+			assert.Contains(t, st.stdout, ", paused (resume-vswitchd continues it)\n")
+
+			hung := regexp.MustCompile(`(?m)^NOT READY: ovs-vswitchd \(pid ` + ctlPID + `\) is hung: `)
+			ok := testutil.Poll(time.Minute, func() bool {
+				r = check()
+				return r.Code == 1 && hung.MatchString(r.Stdout)
+			})
+			require.True(t, ok, "check never called the paused ovs-vswitchd hung; last:\nexit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+			t.Logf("paused: %s", strings.SplitN(r.Stdout, "\n", 2)[0])
+
+			out = mustSandbox(t, "resume-vswitchd", dir)
+			assert.Equal(t, fmt.Sprintf("ovs-vswitchd: resumed (SIGCONT to process group %d)\n", vs.pid), out)
+			assert.NotEqual(t, "T", vswitchdState(t, vs), "ovs-vswitchd runs again")
+			assert.Equal(t, fmt.Sprintf("ovs-vswitchd: not paused (process group %d)\n", vs.pid), mustSandbox(t, "resume-vswitchd", dir))
+			ok = testutil.Poll(time.Minute, func() bool {
+				r = check()
+				return r.Code == 0
+			})
+			require.True(t, ok, "check never ready after resume-vswitchd; last:\nexit %d\n%s%s", r.Code, r.Stdout, r.Stderr)
+			assert.True(t, strings.HasPrefix(r.Stdout, "READY\n"), r.Stdout)
+			assert.Equal(t, vs, readOwner(t, dir, "ovs-vswitchd"), "the same instance")
+			assert.Equal(t, ctlPID, pidfile(t, dir))
+
+			// stop does not wait for a paused ovs-vswitchd to run again.
+			mustSandbox(t, "pause-vswitchd", dir)
+			out = mustSandbox(t, "stop", dir)
+			assert.Contains(t, out, fmt.Sprintf("ovs-vswitchd: stopped (pid %d)\n", vs.pid))
+			assert.Empty(t, processesIn(dir), "processes left after stop")
+		})
+	}
+}
+
 // sleeper starts a process the script has nothing to do with, ended when
 // the test ends.
 func sleeper(t *testing.T) int {
@@ -411,9 +484,11 @@ func TestStopSignalsOnlyWhatItStarted(t *testing.T) {
 				writeOwner(t, dir, "ovs-vswitchd", forged)
 			}
 
-			for _, verb := range []string{"stop", "kill-vswitchd"} {
+			for _, verb := range []string{"stop", "kill-vswitchd", "pause-vswitchd", "resume-vswitchd"} {
 				r := sandbox(t, verb, dir)
 				assert.True(t, running(victim), "%s signalled pid %d", verb, victim)
+				st, _ := readProcStat(victim)
+				assert.NotEqual(t, "T", st.state, "%s stopped pid %d", verb, victim)
 				assert.Equal(t, pid1, initStart(t), "pid 1 was replaced")
 				if verb == "stop" {
 					assert.Equal(t, tc.code, r.code, "%s", r)
@@ -421,7 +496,10 @@ func TestStopSignalsOnlyWhatItStarted(t *testing.T) {
 						assert.Contains(t, r.stderr, "ovs-vswitchd: refusing to signal anything", "%s", r)
 					}
 				} else {
-					assert.Equal(t, 1, r.code, "%s", r) // nothing of ours to kill
+					assert.Equal(t, 1, r.code, "%s", r) // nothing of ours to signal
+					if forged == "" {
+						assert.Contains(t, r.stderr, "ovs-vswitchd: not running in "+dir, "%s", r)
+					}
 				}
 				assert.NoFileExists(t, filepath.Join(dir, ".ovs-vswitchd.owner"), "stale ownership file kept")
 			}
@@ -445,7 +523,7 @@ func TestStopSignalsOnlyWhatItStarted(t *testing.T) {
 
 func TestUsage(t *testing.T) {
 	verbs := []string{"start", "stop", "start-vswitchd", "stop-vswitchd", "kill-vswitchd", "restart-vswitchd",
-		"start-ovsdb", "stop-ovsdb", "restart-ovsdb", "status", "env"}
+		"pause-vswitchd", "resume-vswitchd", "start-ovsdb", "stop-ovsdb", "restart-ovsdb", "status", "env"}
 	for _, args := range [][]string{
 		{"frobnicate"},
 		{},
