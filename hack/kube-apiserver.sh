@@ -2,12 +2,20 @@
 # Build, locate and run a real kube-apiserver (on Debian's etcd) for the
 # integration tests in internal/kubetest, and the kube-scheduler of the same
 # release for the end-to-end scheduling tests. No Docker, kind or envtest download.
+# start, kubeconfig and stop also give a throwaway cluster to try the node
+# condition by hand (README: "Try the node condition locally").
 #
 #   hack/kube-apiserver.sh build [COMPONENT]   build kube-apiserver (or kube-scheduler) once and cache it; prints its path
 #   hack/kube-apiserver.sh path [COMPONENT]    print the cached binary's path; exit 1 when not built
 #   hack/kube-apiserver.sh deps         install etcd (Debian's etcd-server) when missing
 #   hack/kube-apiserver.sh start DIR    run etcd + kube-apiserver with their state in DIR
+#   hack/kube-apiserver.sh kubeconfig DIR USER   write DIR/USER.kubeconfig for a static user of
+#                                       DIR/tokens.csv (admin, ovsgate, nobody); prints its path
 #   hack/kube-apiserver.sh stop  DIR    stop the daemons this script started in DIR
+#
+# start listens on 127.0.0.1:${KUBE_APISERVER_PORT:-6443}, etcd on
+# 127.0.0.1:${ETCD_PORT:-2379} and the next port. The static users: admin
+# (system:masters); ovsgate and nobody, bound to nothing.
 #
 # Each binary is cached outside the repository, keyed by version, so a fresh
 # clone on the same machine reuses it:
@@ -155,6 +163,45 @@ stop_one() { # stop_one NAME
   rm -f "$dir/$1.pid"
 }
 
+# write_kubeconfig USER TOKEN SERVER writes DIR/USER.kubeconfig, readable by
+# its owner only: it holds the user's bearer token.
+write_kubeconfig() {
+  (
+    umask 077
+    cat >"$dir/$1.kubeconfig.tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: kubetest
+  cluster:
+    server: $3
+    insecure-skip-tls-verify: true
+users:
+- name: $1
+  user:
+    token: $2
+contexts:
+- name: kubetest
+  context: {cluster: kubetest, user: $1}
+current-context: kubetest
+EOF
+  )
+  mv -f "$dir/$1.kubeconfig.tmp" "$dir/$1.kubeconfig"
+}
+
+# kubeconfig USER: a kubeconfig for a static user of the cluster in DIR, with
+# the server of the admin's.
+kubeconfig() {
+  local user=$1 token server
+  [ -f "$dir/tokens.csv" ] && [ -f "$dir/admin.kubeconfig" ] ||
+    die "no cluster in $dir: run hack/kube-apiserver.sh start $dir first"
+  token=$(awk -F, -v u="$user" '$2 == u { print $1 }' "$dir/tokens.csv")
+  [ -n "$token" ] || die "no user \"$user\" in $dir/tokens.csv; it has: $(cut -d, -f2 "$dir/tokens.csv" | paste -sd' ' -)"
+  server=$(sed -n 's/^ *server: //p' "$dir/admin.kubeconfig")
+  write_kubeconfig "$user" "$token" "$server"
+  echo "$dir/$user.kubeconfig"
+}
+
 start() {
   command -v etcd >/dev/null || die "etcd not found: run hack/kube-apiserver.sh deps"
   built || die "kube-apiserver $version not built: run hack/kube-apiserver.sh build"
@@ -189,23 +236,7 @@ start() {
       --service-cluster-ip-range=10.96.0.0/16 --disable-admission-plugins=ServiceAccount
   fi
   token=$(awk -F, '$2 == "admin" { print $1 }' "$dir/tokens.csv")
-  cat >"$dir/admin.kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-- name: kubetest
-  cluster:
-    server: https://127.0.0.1:$port
-    insecure-skip-tls-verify: true
-users:
-- name: admin
-  user:
-    token: $token
-contexts:
-- name: kubetest
-  context: {cluster: kubetest, user: admin}
-current-context: kubetest
-EOF
+  write_kubeconfig admin "$token" "https://127.0.0.1:$port"
   for _ in $(seq 600); do
     if [ "$(curl -ks -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $token" "https://127.0.0.1:$port/readyz")" = 200 ]; then
       echo "kube-apiserver $version ready at https://127.0.0.1:$port (etcd 127.0.0.1:$etcd_port)"
@@ -230,6 +261,12 @@ path)
   echo "$bin"
   ;;
 deps) deps ;;
+kubeconfig)
+  [ $# -eq 3 ] || die "usage: $0 kubeconfig DIR USER"
+  [ -d "$2" ] || die "no cluster in $2: run hack/kube-apiserver.sh start $2 first"
+  dir=$(cd "$2" && pwd)
+  kubeconfig "$3"
+  ;;
 start | stop)
   [ $# -eq 2 ] || die "usage: $0 $1 DIR"
   mkdir -p "$2"
@@ -245,7 +282,7 @@ start | stop)
   fi
   ;;
 *)
-  echo "usage: $0 build [COMPONENT]|path [COMPONENT]|deps|start DIR|stop DIR" >&2
+  echo "usage: $0 build [COMPONENT]|path [COMPONENT]|deps|start DIR|kubeconfig DIR USER|stop DIR" >&2
   exit 2
   ;;
 esac

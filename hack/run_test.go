@@ -42,7 +42,13 @@ func (e runEnv) command() *exec.Cmd {
 // (SIGTERM to the process the test spawned) if it still runs.
 func startRun(t *testing.T, e runEnv) *runSh {
 	t.Helper()
-	r := &runSh{cmd: e.command(), out: &testutil.SyncBuffer{}, done: make(chan struct{})}
+	return startCmd(t, e.command())
+}
+
+// startCmd starts cmd, a run.sh, and stops it as startRun does.
+func startCmd(t *testing.T, cmd *exec.Cmd) *runSh {
+	t.Helper()
+	r := &runSh{cmd: cmd, out: &testutil.SyncBuffer{}, done: make(chan struct{})}
 	r.cmd.Stdout, r.cmd.Stderr = r.out, r.out
 	require.NoError(t, r.cmd.Start())
 	go func() {

@@ -584,6 +584,13 @@ func hackPath(script string, args ...string) (string, error) {
 	}
 }
 
+// RequireAPIServer is require for tests that run kube-apiserver through
+// hack/kube-apiserver.sh themselves rather than with Start.
+func RequireAPIServer(t testing.TB) string {
+	t.Helper()
+	return require(t)
+}
+
 // require returns the kube-apiserver binary's path, or skips t (fails it in
 // CI) when kube-apiserver or etcd is missing.
 func require(t testing.TB) string {
