@@ -238,3 +238,37 @@ func port(t *testing.T) int {
 	require.NoError(t, err)
 	return n
 }
+
+// kubeconfig DIR USER writes a kubeconfig for a static user of the cluster
+// in DIR, readable by its owner only, and refuses users and folders it
+// does not know.
+func TestKubeconfigVerb(t *testing.T) {
+	dir := t.TempDir()
+	r := runScript(t, "./kube-apiserver.sh", "kubeconfig", dir, "ovsgate")
+	assert.Equal(t, 1, r.code, "%s", r)
+	assert.Equal(t, "kube-apiserver.sh: no cluster in "+dir+": run hack/kube-apiserver.sh start "+dir+" first\n", r.stderr)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokens.csv"),
+		[]byte("t-admin,admin,admin,\"system:masters\"\nt-ovsgate,ovsgate,ovsgate\nt-nobody,nobody,nobody\n"), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "admin.kubeconfig"),
+		[]byte("apiVersion: v1\nkind: Config\nclusters:\n- name: kubetest\n  cluster:\n    server: https://127.0.0.1:36443\n"), 0o600))
+	r = runScript(t, "./kube-apiserver.sh", "kubeconfig", dir, "ovsgate")
+	require.Zero(t, r.code, "%s", r)
+	path := filepath.Join(dir, "ovsgate.kubeconfig")
+	assert.Equal(t, path+"\n", r.stdout)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), "    server: https://127.0.0.1:36443\n")
+	assert.Contains(t, string(b), "- name: ovsgate\n  user:\n    token: t-ovsgate\n")
+	assert.Contains(t, string(b), "context: {cluster: kubetest, user: ovsgate}\n")
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "it holds a token")
+
+	r = runScript(t, "./kube-apiserver.sh", "kubeconfig", dir, "bob")
+	assert.Equal(t, 1, r.code, "%s", r)
+	assert.Equal(t, "kube-apiserver.sh: no user \"bob\" in "+dir+"/tokens.csv; it has: admin ovsgate nobody\n", r.stderr)
+	r = runScript(t, "./kube-apiserver.sh", "kubeconfig", dir)
+	assert.Equal(t, 1, r.code, "%s", r)
+	assert.Contains(t, r.stderr, "usage: ./kube-apiserver.sh kubeconfig DIR USER")
+}
