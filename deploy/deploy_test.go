@@ -585,7 +585,14 @@ func checkPod(t *testing.T, ds *appsv1.DaemonSet) []gateContainer {
 			}
 			found = true
 			assert.True(t, m.ReadOnly, "%s only reads the status", c.Name)
-			assert.Contains(t, strings.Join(append(c.Command, c.Args...), " "), probe.DefaultStatusFile, c.Name)
+			// The path, or a variable that holds it.
+			cmd := strings.Join(append(c.Command, c.Args...), " ")
+			for _, e := range c.Env {
+				if e.Value == probe.DefaultStatusFile && strings.Contains(cmd, "$"+e.Name) {
+					cmd += " " + e.Value
+				}
+			}
+			assert.Contains(t, cmd, probe.DefaultStatusFile, c.Name)
 		}
 		assert.True(t, found, "no main container reads %s", statusDir)
 	})
