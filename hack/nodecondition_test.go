@@ -172,16 +172,7 @@ func TestTryNodeConditionLocally(t *testing.T) {
 		cmd := exec.Command("bash", "-o", "errexit", "-o", "nounset", "-o", "pipefail", "-c", script)
 		cmd.Dir = root
 		cmd.Env = append(append([]string(nil), env...), extra...)
-		var stdout, stderr strings.Builder
-		cmd.Stdout, cmd.Stderr = &stdout, &stderr
-		r := result{}
-		if err := cmd.Run(); err != nil {
-			ee, ok := err.(*exec.ExitError)
-			require.True(t, ok, "bash: %v", err)
-			r.code = ee.ExitCode()
-		}
-		r.stdout, r.stderr = stdout.String(), stderr.String()
-		return r
+		return runCmd(t, cmd)
 	}
 
 	r := sh(setup.body)

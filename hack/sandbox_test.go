@@ -44,16 +44,25 @@ func (r result) String() string {
 // hold on a loaded machine).
 func runScript(t *testing.T, name string, args ...string) result {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
+	return runCmd(t, exec.Command(name, args...))
+}
+
+// runCmd runs cmd to its end, killing it after two minutes.
+func runCmd(t *testing.T, cmd *exec.Cmd) result {
+	t.Helper()
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("%s: %v", strings.Join(cmd.Args, " "), err)
+	}
+	timer := time.AfterFunc(2*time.Minute, func() { _ = cmd.Process.Kill() })
+	err := cmd.Wait()
+	timer.Stop()
 	r := result{}
-	if err := cmd.Run(); err != nil {
+	if err != nil {
 		var exit *exec.ExitError
 		if !errors.As(err, &exit) {
-			t.Fatalf("%s %s: %v", name, strings.Join(args, " "), err)
+			t.Fatalf("%s: %v", strings.Join(cmd.Args, " "), err)
 		}
 		r.code = exit.ExitCode()
 	}
