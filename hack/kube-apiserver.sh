@@ -14,8 +14,8 @@
 #   hack/kube-apiserver.sh stop  DIR    stop the daemons this script started in DIR
 #
 # start listens on 127.0.0.1:${KUBE_APISERVER_PORT:-6443}, etcd on
-# 127.0.0.1:${ETCD_PORT:-2379} and the next port. The static users: admin
-# (system:masters); ovsgate and nobody, bound to nothing.
+# 127.0.0.1:${ETCD_PORT:-2379} and, for its peers, ${ETCD_PEER_PORT:-ETCD_PORT+1}.
+# The static users: admin (system:masters); ovsgate and nobody, bound to nothing.
 #
 # Each binary is cached outside the repository, keyed by version, so a fresh
 # clone on the same machine reuses it:
@@ -207,12 +207,13 @@ start() {
   built || die "kube-apiserver $version not built: run hack/kube-apiserver.sh build"
   command -v openssl >/dev/null || die "openssl not found: it makes the service-account key"
   local etcd_port=${ETCD_PORT:-2379} port=${KUBE_APISERVER_PORT:-6443} token
+  local peer_port=${ETCD_PEER_PORT:-$((etcd_port + 1))}
   if ! ours etcd >/dev/null; then
     spawn etcd etcd --name=kubetest --data-dir="$dir/etcd" \
       --listen-client-urls="http://127.0.0.1:$etcd_port" --advertise-client-urls="http://127.0.0.1:$etcd_port" \
-      --listen-peer-urls="http://127.0.0.1:$((etcd_port + 1))" \
-      --initial-advertise-peer-urls="http://127.0.0.1:$((etcd_port + 1))" \
-      --initial-cluster="kubetest=http://127.0.0.1:$((etcd_port + 1))" \
+      --listen-peer-urls="http://127.0.0.1:$peer_port" \
+      --initial-advertise-peer-urls="http://127.0.0.1:$peer_port" \
+      --initial-cluster="kubetest=http://127.0.0.1:$peer_port" \
       --unsafe-no-fsync
   fi
   # An advertise address keeps kube-apiserver from needing a default route;

@@ -1,7 +1,6 @@
 package hack
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,24 +97,6 @@ func sameOutput(got, want string) bool {
 	return norm(got) == norm(want)
 }
 
-// etcdPorts finds a free port whose next port is free too: etcd takes both.
-func etcdPorts(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		a, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		p := a.Addr().(*net.TCPAddr).Port
-		b, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p+1))
-		a.Close()
-		if err == nil {
-			b.Close()
-			return p
-		}
-	}
-	t.Fatal("no two free ports in a row")
-	return 0
-}
-
 // TestTryNodeConditionLocally runs the README's "Try the node condition
 // locally" as written, in a folder of its own: the setup block, its make
 // run (as hack/run.sh with the binary built here, on free ports), every
@@ -160,13 +141,15 @@ func TestTryNodeConditionLocally(t *testing.T) {
 	var env []string
 	for _, kv := range os.Environ() {
 		name, _, _ := strings.Cut(kv, "=")
-		if name == "KUBECONFIG" || name == "KUBE_APISERVER_PORT" || name == "ETCD_PORT" ||
+		if name == "KUBECONFIG" || name == "KUBE_APISERVER_PORT" || name == "ETCD_PORT" || name == "ETCD_PEER_PORT" ||
 			(strings.HasPrefix(name, "OVSGATE_") && name != "OVSGATE_CACHE_DIR") {
 			continue
 		}
 		env = append(env, kv)
 	}
-	env = append(env, "ETCD_PORT="+strconv.Itoa(etcdPorts(t)), "KUBE_APISERVER_PORT="+strconv.Itoa(port(t)))
+	for _, v := range []string{"KUBE_APISERVER_PORT", "ETCD_PORT", "ETCD_PEER_PORT"} {
+		env = append(env, v+"="+strconv.Itoa(kubetest.ReservePort(t)))
+	}
 	sh := func(script string, extra ...string) result {
 		t.Helper()
 		cmd := exec.Command("bash", "-o", "errexit", "-o", "nounset", "-o", "pipefail", "-c", script)
@@ -179,12 +162,11 @@ func TestTryNodeConditionLocally(t *testing.T) {
 	require.Zero(t, r.code, "the setup block: %s", r)
 
 	// make run is hack/run.sh once the binary is built.
-	probe := testutil.FreeAddr(t)
 	cmd := exec.Command("bash", "-c", runLine+" exec hack/run.sh")
 	cmd.Dir = root
-	cmd.Env = append(append([]string(nil), env...), "OVSGATE="+bin, "PROBE_ADDR="+probe, "METRICS_ADDR=0")
+	cmd.Env = append(append([]string(nil), env...), "OVSGATE="+bin, "PROBE_ADDR="+testutil.AnyPort, "METRICS_ADDR=0")
 	rs := startCmd(t, cmd)
-	awaitReady(t, rs, probe)
+	awaitReady(t, rs)
 
 	admin := "KUBECONFIG=" + filepath.Join(kubeDir, "admin.kubeconfig")
 	for _, s := range transcript(shown.body) {
@@ -218,48 +200,4 @@ func TestTryNodeConditionLocally(t *testing.T) {
 	r = sh(stop.body)
 	require.Zero(t, r.code, "the stop block: %s", r)
 	assert.Empty(t, processesIn(root), "processes left after the stop")
-}
-
-// port is a free loopback port.
-func port(t *testing.T) int {
-	t.Helper()
-	_, p, err := net.SplitHostPort(testutil.FreeAddr(t))
-	require.NoError(t, err)
-	n, err := strconv.Atoi(p)
-	require.NoError(t, err)
-	return n
-}
-
-// kubeconfig DIR USER writes a kubeconfig for a static user of the cluster
-// in DIR, readable by its owner only, and refuses users and folders it
-// does not know.
-func TestKubeconfigVerb(t *testing.T) {
-	dir := t.TempDir()
-	r := runScript(t, "./kube-apiserver.sh", "kubeconfig", dir, "ovsgate")
-	assert.Equal(t, 1, r.code, "%s", r)
-	assert.Equal(t, "kube-apiserver.sh: no cluster in "+dir+": run hack/kube-apiserver.sh start "+dir+" first\n", r.stderr)
-
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "tokens.csv"),
-		[]byte("t-admin,admin,admin,\"system:masters\"\nt-ovsgate,ovsgate,ovsgate\nt-nobody,nobody,nobody\n"), 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "admin.kubeconfig"),
-		[]byte("apiVersion: v1\nkind: Config\nclusters:\n- name: kubetest\n  cluster:\n    server: https://127.0.0.1:36443\n"), 0o600))
-	r = runScript(t, "./kube-apiserver.sh", "kubeconfig", dir, "ovsgate")
-	require.Zero(t, r.code, "%s", r)
-	path := filepath.Join(dir, "ovsgate.kubeconfig")
-	assert.Equal(t, path+"\n", r.stdout)
-	b, err := os.ReadFile(path)
-	require.NoError(t, err)
-	assert.Contains(t, string(b), "    server: https://127.0.0.1:36443\n")
-	assert.Contains(t, string(b), "- name: ovsgate\n  user:\n    token: t-ovsgate\n")
-	assert.Contains(t, string(b), "context: {cluster: kubetest, user: ovsgate}\n")
-	fi, err := os.Stat(path)
-	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "it holds a token")
-
-	r = runScript(t, "./kube-apiserver.sh", "kubeconfig", dir, "bob")
-	assert.Equal(t, 1, r.code, "%s", r)
-	assert.Equal(t, "kube-apiserver.sh: no user \"bob\" in "+dir+"/tokens.csv; it has: admin ovsgate nobody\n", r.stderr)
-	r = runScript(t, "./kube-apiserver.sh", "kubeconfig", dir)
-	assert.Equal(t, 1, r.code, "%s", r)
-	assert.Contains(t, r.stderr, "usage: ./kube-apiserver.sh kubeconfig DIR USER")
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -589,6 +590,20 @@ func hackPath(script string, args ...string) (string, error) {
 func RequireAPIServer(t testing.TB) string {
 	t.Helper()
 	return require(t)
+}
+
+// ReservePort is a loopback port, free now, that no other kubetest cluster
+// takes until t ends, for a daemon that a test starts with a port number
+// (hack/kube-apiserver.sh start); ports.go says how it is picked.
+func ReservePort(t testing.TB) int {
+	t.Helper()
+	port, release := reservePort(t)
+	t.Cleanup(release)
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatalf("kubetest: port %q: %v", port, err)
+	}
+	return n
 }
 
 // require returns the kube-apiserver binary's path, or skips t (fails it in
