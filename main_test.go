@@ -23,21 +23,7 @@ import (
 // binary is the ovsgate binary built once for the end-to-end tests.
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ovsgate-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary, err = testutil.BuildOvsgate(dir, "")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.MainWithOvsgate(m, &binary, "", nil)) }
 
 // ovsgate runs the built binary with env as its environment.
 func ovsgate(t *testing.T, env []string, args ...string) testutil.Result {

@@ -56,28 +56,8 @@ const (
 // flag list.
 var ovsgateBin string
 
-func TestMain(m *testing.M) { os.Exit(testMain(m)) }
-
-func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "ovsgate-deploy-test-")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "create temp dir: %v\n", err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	ovsgateBin, err = testutil.BuildOvsgate(dir, fmt.Sprintf("-X main.version=%s -X main.commit=%s", testVersion, testCommit))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			return 1
-		}
-	}
-	return code
+func TestMain(m *testing.M) {
+	os.Exit(testutil.MainWithOvsgate(m, &ovsgateBin, fmt.Sprintf("-X main.version=%s -X main.commit=%s", testVersion, testCommit), func() error { return goleak.Find() }))
 }
 
 // --- rendering and strict decoding ---------------------------------------

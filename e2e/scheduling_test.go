@@ -43,21 +43,7 @@ import (
 
 var ovsgateBin string
 
-func TestMain(m *testing.M) { os.Exit(testMain(m)) }
-
-func testMain(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "ovsgate-e2e")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer os.RemoveAll(dir)
-	if ovsgateBin, err = testutil.BuildOvsgate(dir, ""); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	return m.Run()
-}
+func TestMain(m *testing.M) { os.Exit(testutil.MainWithOvsgate(m, &ovsgateBin, "", nil)) }
 
 const (
 	bootstrapOverlay  = "../deploy/kubernetes/overlays/node-readiness"

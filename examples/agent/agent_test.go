@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,28 +16,17 @@ import (
 	"github.com/ovsgate/ovsgate/internal/testutil"
 )
 
-var ovsgate, agent string
+var ovsgate string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "agent-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	ovsgate, err = testutil.BuildOvsgate(dir, "")
-	if err == nil {
-		agent = filepath.Join(dir, "agent")
-		if out, berr := exec.Command("go", "build", "-o", agent, ".").CombinedOutput(); berr != nil {
-			err = fmt.Errorf("build the agent: %w\n%s", berr, out)
-		}
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+func TestMain(m *testing.M) { os.Exit(testutil.MainWithOvsgate(m, &ovsgate, "", nil)) }
+
+// buildAgent builds the example into the test's temporary directory.
+func buildAgent(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "agent")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	require.NoError(t, err, "build the agent: %s", out)
+	return bin
 }
 
 // waitLines bounds the wait for the agent to log: it reacts within
@@ -50,6 +38,7 @@ func count(out *testutil.SyncBuffer, sub string) int { return strings.Count(out.
 // TestAgent runs the example against a real serve and a sandbox OVS
 // restarted in both process shapes: it replays its flows once per restart.
 func TestAgent(t *testing.T) {
+	agent := buildAgent(t)
 	ovstest.ForEachMode(t, func(t *testing.T, mode ovstest.Mode) {
 		s := ovstest.StartIn(t, mode, "br-int")
 		path := filepath.Join(t.TempDir(), "run", "status.json")

@@ -80,3 +80,29 @@ func RunOvsgate(t testing.TB, bin string, env []string, args ...string) Result {
 	}
 	return r
 }
+
+// MainWithOvsgate is the body of a TestMain whose tests run the ovsgate
+// binary: it builds it (with ldflags, may be empty) into a temporary
+// directory, sets *bin, runs the tests, then, when they passed and
+// leakCheck is given, runs it (goleak.Find, say) to catch what they left
+// running. It returns the exit code for os.Exit.
+func MainWithOvsgate(m *testing.M, bin *string, ldflags string, leakCheck func() error) int {
+	dir, err := os.MkdirTemp("", "ovsgate-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	if *bin, err = BuildOvsgate(dir, ldflags); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := m.Run()
+	if code == 0 && leakCheck != nil {
+		if err := leakCheck(); err != nil {
+			fmt.Fprintln(os.Stderr, "left running after the tests:", err)
+			return 1
+		}
+	}
+	return code
+}
