@@ -1,14 +1,17 @@
 package main
 
 import (
+	"fmt"
 	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 
 	"github.com/ovsgate/ovsgate/internal/kubetest"
 	"github.com/ovsgate/ovsgate/internal/ovstest"
@@ -75,4 +78,23 @@ func TestServeNodeConditionWaitsForTheGate(t *testing.T) {
 		return n == 1
 	}), "the writer never wrote")
 	unchanged("once ready")
+}
+
+// serve refuses a heartbeat the writer would refuse, in the same words: the
+// flag's checks and the package's are one rule, not two that can drift.
+func TestNodeConditionHeartbeatRefusedAlike(t *testing.T) {
+	for _, heartbeat := range []time.Duration{0, -time.Second} {
+		t.Run(heartbeat.String(), func(t *testing.T) {
+			r := ovsgate(t, cleanEnv(), "serve", "--node-condition", "ovsgate.io/OVSReady", "--node-name", "n1",
+				"--kubeconfig", "/dev/null", "--node-condition-heartbeat", heartbeat.String())
+			assert.Equal(t, 2, r.Code, "stderr: %s", r.Stderr)
+			why := nodecondition.CheckHeartbeat(heartbeat)
+			require.Error(t, why)
+			assert.Equal(t, fmt.Sprintf("ovsgate: invalid --node-condition-heartbeat %q: %v\n", heartbeat.String(), why), r.Stderr)
+
+			_, err := nodecondition.New(&rest.Config{Host: "https://127.0.0.1:1"},
+				nodecondition.Config{Node: "n1", Type: "ovsgate.io/OVSReady", Heartbeat: heartbeat})
+			assert.EqualError(t, err, fmt.Sprintf("invalid node condition heartbeat %v: %v", heartbeat, why))
+		})
+	}
 }

@@ -164,6 +164,17 @@ func TestClassify(t *testing.T) {
 			c := testNodeClient(t, &rest.Config{Host: srv.URL}, fmt.Sprint("n", i))
 			_, err := c.conditions(t.Context())
 			assert.Equal(t, tt.want, classify(err), "get: %v", err)
+			if tt.code != 200 {
+				// A refusal is apimachinery's error, with the API server's
+				// own words where it sent a Status.
+				var refused *apierrors.StatusError
+				require.ErrorAs(t, err, &refused)
+				assert.Equal(t, int32(tt.code), refused.Status().Code)
+				var sent metav1.Status
+				if json.Unmarshal([]byte(tt.body), &sent) == nil && sent.Kind == "Status" {
+					assert.Equal(t, sent.Message, refused.Status().Message)
+				}
+			}
 			if tt.name == "not JSON" {
 				return // a patch does not read the body of a success
 			}
@@ -187,6 +198,9 @@ func TestClassify(t *testing.T) {
 		// The server notices a client that hung up only once the body is read.
 		_, _ = io.Copy(io.Discard, r.Body)
 		<-r.Context().Done()
+		// Never an answer: a handler that returned would send a 200, which
+		// a client that gave up a moment ago may still read.
+		panic(http.ErrAbortHandler)
 	}))
 	hung.StartTLS()
 	t.Cleanup(hung.Close)
@@ -221,7 +235,8 @@ func TestClassify(t *testing.T) {
 			{&url.Error{Op: "Get", URL: "https://10.0.0.1/", Err: &timeoutError{}}, ResultTimeout},
 			{context.DeadlineExceeded, ResultTimeout},
 			{&url.Error{Op: "Get", URL: "https://x/", Err: context.DeadlineExceeded}, ResultTimeout},
-			{&statusError{code: 500, reason: "ServerTimeout"}, ResultTimeout},
+			{apierrors.NewServerTimeout(gr, "patch", 1), ResultTimeout},
+			{apierrors.NewGenericServerResponse(503, "PATCH", gr, "n", "unknown", 0, true), ResultServerError},
 			{errors.New("something else"), ResultError},
 		} {
 			assert.Equal(t, tt.want, classify(tt.err), "%v", tt.err)

@@ -13,6 +13,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 
 	"github.com/ovsgate/ovsgate/gate"
 )
@@ -157,8 +159,13 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		{"type with two slashes", Config{Node: "n", Type: "a/b/c"}, `invalid node condition type "a/b/c": `},
 		{"type with a bad prefix", Config{Node: "n", Type: "OVSGate.io/OVSReady"}, `invalid node condition type "OVSGate.io/OVSReady": prefix part a lowercase RFC 1123 subdomain`},
 		{"kubelet's type", Config{Node: "n", Type: "Ready"}, `invalid node condition type "Ready": owned by Kubernetes; use a type of your own such as ovsgate.io/OVSReady`},
-		{"negative heartbeat", Config{Node: "n", Type: "ovsgate.io/OVSReady", Heartbeat: -time.Second}, "invalid node condition heartbeat -1s: must not be negative"},
-		{"retry bounds swapped", Config{Node: "n", Type: "ovsgate.io/OVSReady", RetryMin: time.Minute, RetryMax: time.Second}, "maximum 1s is below minimum 1m0s"},
+		// serve's --node-condition-heartbeat refuses the same values with the same words.
+		{"no heartbeat", Config{Node: "n", Type: "ovsgate.io/OVSReady"}, "invalid node condition heartbeat 0s: must be positive"},
+		{"negative heartbeat", Config{Node: "n", Type: "ovsgate.io/OVSReady", Heartbeat: -time.Second}, "invalid node condition heartbeat -1s: must be positive"},
+		{"negative merge window", Config{Node: "n", Type: "ovsgate.io/OVSReady", Heartbeat: time.Minute, MergeWindow: -time.Second},
+			"invalid node condition merge window -1s: must not be negative"},
+		{"retry bounds swapped", Config{Node: "n", Type: "ovsgate.io/OVSReady", Heartbeat: time.Minute, RetryMin: time.Minute, RetryMax: time.Second},
+			"maximum 1s is below minimum 1m0s"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -171,18 +178,24 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	}
 	_, err := New(nil, Config{Node: "n", Type: "ovsgate.io/OVSReady"})
 	assert.EqualError(t, err, "node condition: no Kubernetes client configuration")
-	_, err = New(&rest.Config{Host: "https://[::1"}, Config{Node: "n", Type: "ovsgate.io/OVSReady"})
+	_, err = New(&rest.Config{Host: "https://[::1"}, Config{Node: "n", Type: "ovsgate.io/OVSReady", Heartbeat: time.Minute})
 	assert.ErrorContains(t, err, "node condition: ")
 }
 
 func TestNewDefaults(t *testing.T) {
-	w, err := New(testConfig(), Config{Node: "node-1.example.com", Type: "ovsgate.io/OVSReady"})
+	w, err := New(testConfig(), Config{Node: "node-1.example.com", Type: "ovsgate.io/OVSReady", Heartbeat: DefaultHeartbeat})
 	require.NoError(t, err)
 	assert.Equal(t, Config{
 		Node: "node-1.example.com", Type: "ovsgate.io/OVSReady",
 		Heartbeat: 5 * time.Minute, MergeWindow: time.Second,
 		RetryMin: time.Second, RetryMax: time.Minute, RequestTimeout: 10 * time.Second,
+		Clock: clock.RealClock{},
 	}, w.cfg)
+
+	fake := clocktesting.NewFakeClock(time.Unix(0, 0))
+	w, err = New(testConfig(), Config{Node: "n", Type: "ovsgate.io/OVSReady", Heartbeat: time.Second, Clock: fake})
+	require.NoError(t, err)
+	assert.Same(t, fake, w.cfg.Clock, "a clock of the caller's")
 
 	w, err = New(testConfig(), Config{Node: "n", Type: "NetworkPluginReady", Heartbeat: time.Minute})
 	require.NoError(t, err, "a type without a prefix is a qualified name too")
@@ -190,7 +203,7 @@ func TestNewDefaults(t *testing.T) {
 }
 
 func TestMetricsBeforeAnyWrite(t *testing.T) {
-	w, err := New(testConfig(), Config{Node: "n", Type: "ovsgate.io/OVSReady"})
+	w, err := New(testConfig(), Config{Node: "n", Type: "ovsgate.io/OVSReady", Heartbeat: DefaultHeartbeat})
 	require.NoError(t, err)
 	reg := prometheus.NewPedanticRegistry()
 	require.NoError(t, errors.Join(registerAll(reg, w.Collectors())...))

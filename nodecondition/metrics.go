@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 )
 
 // Results of a write, the values of the result label. The set is fixed: each
@@ -62,16 +63,33 @@ func (m *metrics) observe(result string) {
 	}
 }
 
-// classify maps a failed request's error to a result.
+// classify maps a failed request's error to a result. The API server's
+// answers come as the errors of k8s.io/apimachinery: the reason of its Status
+// decides where it names one (a ServerTimeout comes with code 500), the code
+// otherwise, as for an answer without a Status, e.g. of a proxy.
 func classify(err error) string {
-	var answer *statusError
 	switch {
 	case err == nil:
 		return ResultSuccess
-	case errors.As(err, &answer):
-		return answer.result()
-	case errors.Is(err, context.DeadlineExceeded):
+	case apierrors.IsUnauthorized(err):
+		return ResultUnauthorized
+	case apierrors.IsForbidden(err):
+		return ResultForbidden
+	case apierrors.IsNotFound(err):
+		return ResultNotFound
+	case apierrors.IsConflict(err):
+		return ResultConflict
+	case apierrors.IsTooManyRequests(err):
+		return ResultThrottled
+	case apierrors.IsTimeout(err), apierrors.IsServerTimeout(err), errors.Is(err, context.DeadlineExceeded):
 		return ResultTimeout
+	}
+	var answer apierrors.APIStatus
+	if errors.As(err, &answer) {
+		if answer.Status().Code >= http.StatusInternalServerError {
+			return ResultServerError
+		}
+		return ResultError // e.g. 400, or 422 from a webhook refusing the patch
 	}
 	// The HTTP client wraps transport failures in *url.Error, a net.Error.
 	var netErr net.Error
@@ -80,43 +98,6 @@ func classify(err error) string {
 			return ResultTimeout
 		}
 		return ResultUnreachable
-	}
-	return ResultError
-}
-
-// result maps an answer to a result. The reason of the API server's Status
-// decides where it names one (a ServerTimeout comes with code 500); the code
-// decides otherwise, as for an answer without a Status, e.g. of a proxy.
-func (e *statusError) result() string {
-	switch e.reason {
-	case "Unauthorized":
-		return ResultUnauthorized
-	case "Forbidden":
-		return ResultForbidden
-	case "NotFound":
-		return ResultNotFound
-	case "Conflict":
-		return ResultConflict
-	case "TooManyRequests":
-		return ResultThrottled
-	case "Timeout", "ServerTimeout":
-		return ResultTimeout
-	}
-	switch {
-	case e.code == http.StatusUnauthorized:
-		return ResultUnauthorized
-	case e.code == http.StatusForbidden:
-		return ResultForbidden
-	case e.code == http.StatusNotFound:
-		return ResultNotFound
-	case e.code == http.StatusConflict:
-		return ResultConflict
-	case e.code == http.StatusTooManyRequests:
-		return ResultThrottled
-	case e.code == http.StatusGatewayTimeout:
-		return ResultTimeout
-	case e.code >= http.StatusInternalServerError:
-		return ResultServerError
 	}
 	return ResultError
 }

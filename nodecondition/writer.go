@@ -4,18 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/ovsgate/ovsgate/gate"
-	"github.com/ovsgate/ovsgate/internal/backoff"
 )
 
 // Defaults of the zero Config fields.
@@ -37,14 +39,17 @@ const (
 	DefaultRequestTimeout = 10 * time.Second
 )
 
-// Config says which condition to keep on which Node; zero durations take
-// their defaults.
+// Config says which condition to keep on which Node, and when to write it.
+// Node, Type and Heartbeat are required; the other fields, which no flag of
+// ovsgate sets, take their defaults when zero.
 type Config struct {
 	// Node is the name of the Node to write to.
 	Node string
 	// Type is the condition type, a qualified name such as ovsgate.io/OVSReady.
 	Type string
-	// Heartbeat is how often an unchanged condition is rewritten.
+	// Heartbeat is how often an unchanged condition is rewritten; it must be
+	// positive (serve's --node-condition-heartbeat, DefaultHeartbeat by
+	// default).
 	Heartbeat time.Duration
 	// MergeWindow is how long the writer waits after the first change before
 	// it writes the latest state, so that changes within it make one write.
@@ -54,6 +59,12 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// RequestTimeout bounds one attempt (a read of the Node and a patch).
 	RequestTimeout time.Duration
+	// Clock is the writer's time: when it writes, and the times it writes.
+	// Nil is the real clock; a fake one (k8s.io/utils/clock/testing) lets a
+	// test or a benchmark step the merge window, the backoff and the
+	// heartbeat. The request timeout and the client's rate limit keep real
+	// time.
+	Clock clock.Clock
 }
 
 // kubeletTypes are conditions other components own; writing one would fight
@@ -87,8 +98,17 @@ func CheckType(typ string) error {
 	return nil
 }
 
-// Validate checks the node name and condition type and fills in the default
-// timings; New calls it too.
+// CheckHeartbeat says what is wrong with a heartbeat, or nil; serve's
+// --node-condition-heartbeat says the same of the flag.
+func CheckHeartbeat(d time.Duration) error {
+	if d <= 0 {
+		return errors.New("must be positive")
+	}
+	return nil
+}
+
+// Validate checks the node name, the condition type and the heartbeat, and
+// fills in the default of the other timings; New calls it too.
 func (c *Config) Validate() error {
 	if err := CheckNodeName(c.Node); err != nil {
 		return fmt.Errorf("invalid node name %q: %w", c.Node, err)
@@ -96,12 +116,14 @@ func (c *Config) Validate() error {
 	if err := CheckType(c.Type); err != nil {
 		return fmt.Errorf("invalid node condition type %q: %w", c.Type, err)
 	}
+	if err := CheckHeartbeat(c.Heartbeat); err != nil {
+		return fmt.Errorf("invalid node condition heartbeat %v: %w", c.Heartbeat, err)
+	}
 	for _, d := range []struct {
 		name string
 		v    *time.Duration
 		def  time.Duration
 	}{
-		{"heartbeat", &c.Heartbeat, DefaultHeartbeat},
 		{"merge window", &c.MergeWindow, DefaultMergeWindow},
 		{"minimum retry delay", &c.RetryMin, DefaultRetryMin},
 		{"maximum retry delay", &c.RetryMax, DefaultRetryMax},
@@ -116,6 +138,9 @@ func (c *Config) Validate() error {
 	}
 	if c.RetryMax < c.RetryMin {
 		return fmt.Errorf("invalid node condition retry delays: maximum %v is below minimum %v", c.RetryMax, c.RetryMin)
+	}
+	if c.Clock == nil {
+		c.Clock = clock.RealClock{}
 	}
 	return nil
 }
@@ -138,7 +163,16 @@ type Writer struct {
 
 // New returns a Writer for cfg that reaches the API server as kube says:
 // host, credentials, TLS, user agent and, if set, a timeout for each request
-// on top of cfg.RequestTimeout. It writes nothing until Run.
+// on top of cfg.RequestTimeout. QPS and Burst do not apply: cfg's merge
+// window and retry delays bound the writer's requests. It writes nothing
+// until Run.
+//
+// New reads no flag or global, so that one process may run many Writers (a
+// benchmark of many nodes, say), each with its own heartbeat, timings and,
+// through cfg.Clock, time. Writers made from configurations with the same TLS
+// settings share client-go's cached transport and its connections, as
+// clients in one process do; a kube with a Dial of its own (such as
+// (&net.Dialer{}).DialContext) gets a transport of its own, as a node would.
 func New(kube *rest.Config, cfg Config) (*Writer, error) {
 	if kube == nil {
 		return nil, errors.New("node condition: no Kubernetes client configuration")
@@ -176,122 +210,119 @@ func (w *Writer) Update(s gate.Status) {
 	}
 }
 
-func (w *Writer) latest() (desired, bool) {
+// latest is the state of the last Update and how it stands to st.
+func (w *Writer) latest(st nodeState) (desired, want) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.want, w.want != desired{}
+	d := w.want
+	w.mu.Unlock()
+	switch {
+	case d == desired{}:
+		return d, wantNothing
+	case st.differs(d):
+		return d, wantChange
+	}
+	return d, wantSame
 }
 
-// Run writes the condition until ctx is done. It writes nothing on the way
-// out: ovsgate stopping says nothing about OVS, and readers tell a dead
-// writer by its stale heartbeat.
+// Run writes the condition until ctx is done, when and as the schedule says.
+// It writes nothing on the way out: ovsgate stopping says nothing about OVS,
+// and readers tell a dead writer by its stale heartbeat.
 func (w *Writer) Run(ctx context.Context) error {
 	if !w.running.CompareAndSwap(false, true) {
 		return errors.New("node condition writer: Run called twice")
 	}
 	// A stopped writer keeps no connection to the API server open.
 	defer w.api.closeIdle()
-	node, typ := w.cfg.Node, w.cfg.Type
-	klog.InfoS("Keeping node condition", "node", node, "condition", typ, "heartbeat", w.cfg.Heartbeat)
+	klog.InfoS("Keeping node condition", "node", w.cfg.Node, "condition", w.cfg.Type, "heartbeat", w.cfg.Heartbeat)
+	defer klog.V(2).InfoS("Stopped keeping node condition; left as it is", "node", w.cfg.Node, "condition", w.cfg.Type)
 
 	var (
-		st        nodeState // what the Node holds, as far as the writer knows
-		lastWrite time.Time // of the last successful write
-		changedAt time.Time // when the state first differed from the Node's; zero if it does not
-		retryAt   time.Time // zero unless backing off after a failure
-		bo        = backoff.Backoff{Min: w.cfg.RetryMin, Max: w.cfg.RetryMax, Jitter: true}
-
-		failing     string // result of the failure logged last; "" while writes succeed
-		failedSince time.Time
-		failures    int
+		st  nodeState // what the Node holds, as far as the writer knows
+		s   = newSchedule(w.cfg)
+		out outage
 	)
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
 	for {
-		d, ok := w.latest()
-		now := time.Now()
-		var at time.Time // when to write next; zero: not until Update
-		switch {
-		case !ok:
-		case !retryAt.IsZero():
-			// Changes during a backoff wait for it, so that a flapping OVS
-			// does not undo the backoff.
-			at = retryAt
-		case st.differs(d):
-			if changedAt.IsZero() {
-				changedAt = now
-			}
-			at = changedAt.Add(w.cfg.MergeWindow)
-		default:
-			changedAt = time.Time{}
-			at = lastWrite.Add(w.cfg.Heartbeat)
-		}
-		if at.IsZero() || now.Before(at) {
-			var fire <-chan time.Time
-			if !at.IsZero() {
-				timer.Reset(at.Sub(now))
-				fire = timer.C
-			}
-			select {
-			case <-ctx.Done():
-				klog.V(2).InfoS("Stopped keeping node condition; left as it is", "node", node, "condition", typ)
+		d, want := w.latest(st)
+		now := w.cfg.Clock.Now()
+		var next decision
+		if s, next = s.next(now, want); !next.write {
+			if !w.wait(ctx, now, next.wake) {
 				return nil
-			case <-w.kick:
-			case <-fire:
 			}
 			continue
 		}
-
-		changed := st.differs(d)
 		err := w.write(ctx, &st, d)
 		if err != nil && ctx.Err() != nil {
-			// Cut short by shutdown: neither a failure nor worth a retry.
-			klog.V(2).InfoS("Stopped keeping node condition; left as it is", "node", node, "condition", typ)
-			return nil
+			return nil // cut short by shutdown: neither a failure nor worth a retry
 		}
-		result := classify(err)
-		w.metrics.observe(result)
-		changedAt = time.Time{}
-		if err == nil {
-			lastWrite, retryAt = time.Now(), time.Time{}
-			bo.Reset()
-			if failing != "" {
-				klog.InfoS("Node condition written again", "node", node, "condition", typ, "failedAttempts", failures, "after", time.Since(failedSince).Round(time.Millisecond))
-				failing, failures = "", 0
-			}
-			if changed {
-				klog.V(2).InfoS("Wrote node condition", "node", node, "condition", typ, "status", d.status, "reason", d.reason)
-			} else {
-				klog.V(4).InfoS("Refreshed node condition", "node", node, "condition", typ)
-			}
-			continue
-		}
+		end := w.cfg.Clock.Now()
+		s = s.done(end, err == nil, 2*rand.Float64()-1)
+		w.observe(&out, err, want, d, s.retryAt.Sub(end))
+	}
+}
 
-		if result == ResultNotFound {
-			// The Node is gone, or not registered yet. It may come back (a
-			// kubelet registers its Node again), so keep retrying with the
-			// backoff, and read the new Node first: it starts without the
-			// condition.
-			st = nodeState{}
+// wait returns when ctx is done (false), at wake (zero: never), or on an
+// Update.
+func (w *Writer) wait(ctx context.Context, now, wake time.Time) bool {
+	var fire <-chan time.Time
+	if !wake.IsZero() {
+		t := w.cfg.Clock.NewTimer(wake.Sub(now))
+		defer t.Stop()
+		fire = t.C()
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-w.kick:
+	case <-fire:
+	}
+	return true
+}
+
+// outage is what the writer logs about failures: one line per cause, not per
+// retry, and one when writes succeed again.
+type outage struct {
+	failing  string    // result of the failure logged last; "" while writes succeed
+	since    time.Time // first failure of the outage
+	failures int       // failed attempts in the outage
+}
+
+// observe counts an attempt that failed with err (or succeeded: nil) and
+// logs what is news; retryIn is the delay the schedule set after a failure.
+func (w *Writer) observe(out *outage, err error, want want, d desired, retryIn time.Duration) {
+	node, typ := w.cfg.Node, w.cfg.Type
+	result := classify(err)
+	w.metrics.observe(result)
+	if err == nil {
+		if out.failing != "" {
+			klog.InfoS("Node condition written again", "node", node, "condition", typ, "failedAttempts", out.failures,
+				"after", w.cfg.Clock.Since(out.since).Round(time.Millisecond))
 		}
-		delay := bo.Next()
-		retryAt = time.Now().Add(delay)
-		if failures == 0 {
-			failedSince = now
-		}
-		failures++
-		if result != failing {
-			// One line per cause of failure, not per retry.
-			klog.ErrorS(err, "Cannot write node condition, retrying", "node", node, "condition", typ, "result", result, "retryIn", delay.Round(time.Millisecond))
-			failing = result
+		*out = outage{}
+		if want == wantChange {
+			klog.V(2).InfoS("Wrote node condition", "node", node, "condition", typ, "status", d.status, "reason", d.reason)
 		} else {
-			klog.V(4).InfoS("Node condition write failed again", "node", node, "condition", typ, "result", result, "err", err, "retryIn", delay.Round(time.Millisecond))
+			klog.V(4).InfoS("Refreshed node condition", "node", node, "condition", typ)
 		}
+		return
+	}
+	if out.failures == 0 {
+		out.since = w.cfg.Clock.Now()
+	}
+	out.failures++
+	retryIn = retryIn.Round(time.Millisecond)
+	if result != out.failing {
+		klog.ErrorS(err, "Cannot write node condition, retrying", "node", node, "condition", typ, "result", result, "retryIn", retryIn)
+		out.failing = result
+	} else {
+		klog.V(4).InfoS("Node condition write failed again", "node", node, "condition", typ, "result", result, "err", err, "retryIn", retryIn)
 	}
 }
 
 // write makes the Node's condition say d, reading the Node first when the
-// writer does not know its condition's last transition.
+// writer does not know its condition's last transition. A Node found missing
+// makes the writer read it again first: it may come back (a kubelet
+// registers its Node again) without the condition.
 func (w *Writer) write(ctx context.Context, st *nodeState, d desired) error {
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.RequestTimeout)
 	defer cancel()
@@ -306,12 +337,15 @@ func (w *Writer) write(ctx context.Context, st *nodeState, d desired) error {
 		*st = stateOf(conds, w.cfg.Type)
 	}
 	// The API server keeps whole seconds; so does the writer's own record.
-	c := st.condition(w.cfg.Type, d, apiTime(time.Now()))
+	c := st.condition(w.cfg.Type, d, apiTime(w.cfg.Clock.Now()))
 	body, err := patchBody(c)
 	if err != nil {
 		return fmt.Errorf("encode node condition: %w", err)
 	}
 	if err := w.api.patchStatus(ctx, body); err != nil {
+		if apierrors.IsNotFound(err) {
+			*st = nodeState{}
+		}
 		return fmt.Errorf("patch status of node %s: %w", w.cfg.Node, err)
 	}
 	// The writer's record, not the answer, so that nothing another writer

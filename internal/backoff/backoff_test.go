@@ -57,3 +57,33 @@ func TestPlainBackoffDoubles(t *testing.T) {
 	b.Reset()
 	assert.Equal(t, 5*ms, b.Next())
 }
+
+func TestDelay(t *testing.T) {
+	s := time.Second
+	tests := []struct {
+		name   string
+		n      int
+		jitter float64
+		want   time.Duration
+	}{
+		{"first", 1, 0, s},
+		{"second doubles", 2, 0, 2 * s},
+		{"fourth", 4, 0, 8 * s},
+		{"fourth, least jitter", 4, -1, 6400 * time.Millisecond},
+		{"fourth, most jitter", 4, 1, 9600 * time.Millisecond},
+		{"first, jitter never below the minimum", 1, -1, s},
+		{"first, most jitter", 1, 1, 1200 * time.Millisecond},
+		{"capped", 7, 0, time.Minute},
+		{"capped, jitter never above the cap", 7, 1, time.Minute},
+		{"capped, least jitter", 7, -1, 48 * s},
+		{"far beyond the cap", 1000, 0, time.Minute},
+		{"jitter out of range is clamped", 4, 5, 9600 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, Delay(s, time.Minute, tt.n, tt.jitter))
+		})
+	}
+	assert.Equal(t, time.Duration(0), Delay(0, time.Minute, 5, 1), "a zero minimum stays zero")
+	assert.Equal(t, s, Delay(s, 0, 3, 0), "a cap below the minimum is the minimum")
+}
