@@ -220,6 +220,19 @@ func (w window) apiCPU() time.Duration  { return w.end.apiCPU - w.begin.apiCPU }
 func (w window) etcdCPU() time.Duration { return w.end.etcdCPU - w.begin.etcdCPU }
 func (w window) selfCPU() time.Duration { return w.end.selfCPU - w.begin.selfCPU }
 
+// usage says how busy the window kept kube-apiserver, etcd, the simulated
+// nodes and the whole machine, in cores.
+func (w window) usage() string {
+	d := w.dur().Seconds()
+	total := (w.end.total - w.begin.total).Seconds()
+	cores := 0.0
+	if total > 0 {
+		cores = (w.end.busy - w.begin.busy).Seconds() / total * float64(runtime.NumCPU())
+	}
+	return fmt.Sprintf("busy: kube-apiserver %.2f, etcd %.2f, simulated nodes %.2f, whole machine %.2f of %d cores",
+		w.apiCPU().Seconds()/d, w.etcdCPU().Seconds()/d, w.selfCPU().Seconds()/d, cores, runtime.NumCPU())
+}
+
 // The etcd figures: the bytes its database has in use (pages holding keys
 // and their revisions), which grows with every write until the API server
 // compacts the history (every 5 min); and the size of its file, which
@@ -361,6 +374,7 @@ func (r *fleetRun) kubeletAnchor(b *testing.B) {
 		}
 	}
 	r.anchor = a
+	b.Logf("kubelets, renewals: %s; status reports: %s", leases.usage(), status.usage())
 	b.Logf("kubelets, leases every %v: %d renewals in %v (%.1f/s), kube-apiserver %.2f s CPU per 1,000, etcd %.2f s, etcd +%.0f KiB per 1,000; PUT leases p50 %s p99 %s (client %v / %v)",
 		kubeletLeaseEvery, leases.t.writes, leases.dur().Round(time.Millisecond), a.leaseRate, 1000*a.lease.apiCPU, 1000*a.lease.etcdCPU, a.lease.etcdBytes*1000/1024,
 		secs(a.lease.p50), secs(a.lease.p99), a.lease.cp50.Round(time.Microsecond), a.lease.cp99.Round(time.Microsecond))
@@ -409,6 +423,7 @@ func (r *fleetRun) report(b *testing.B, s scenario) {
 	b.Logf("%s: %d writes in %v (%d changes, %d heartbeats, %d failed attempts; %.1f/s as run), kube-apiserver %.2f s CPU per 1,000 writes, etcd %.2f s, this process %.2f s; etcd +%.0f KiB per 1,000%s; PATCH nodes/status p50 %s p99 %s (client %v / %v)",
 		s.name, s.w.t.writes, s.w.dur().Round(time.Millisecond), s.w.t.changes, s.w.t.writes-s.w.t.changes, s.w.t.failures, s.measured,
 		1000*c.apiCPU, 1000*c.etcdCPU, 1000*c.clientCPU, c.etcdBytes*1000/1024, compactedNote(c), secs(c.p50), secs(c.p99), c.cp50.Round(time.Microsecond), c.cp99.Round(time.Microsecond))
+	b.Logf("%s: %s", s.name, s.w.usage())
 	b.Logf("%s at the real %v heartbeat, %d nodes: %.2f writes/s, kube-apiserver %.3f%% of a core, etcd %.3f%%, etcd +%.2f MiB/h%s",
 		s.name, realHeartbeat, r.n, s.load.writes, 100*s.load.apiCores, 100*s.load.etcdCores, s.load.etcdPerH/(1<<20), r.ratioNote(s.load))
 	b.ReportMetric(s.load.writes, "writes/s")
@@ -472,7 +487,7 @@ func (r *fleetRun) upgrade(b *testing.B) {
 		}
 		pause(ctx, settle)
 	})
-	s := r.scenarioOf("upgrade", fmt.Sprintf("(b) rolling OVS upgrade: 5%% of the nodes at a time not ready for %v (%d of the 20 waves run)", upgradeOutage, upgradeWaves),
+	s := r.scenarioOf("upgrade", fmt.Sprintf("(b) rolling OVS upgrade: 5%% of the nodes at a time not ready for %s (%d of the 20 waves run)", human(upgradeOutage), upgradeWaves),
 		w, upgradeWaves*upgradeOutage)
 	s.perEvent = float64(w.t.changes) / float64(upgradeWaves*per)
 	if w.t.failures > 0 {
@@ -510,7 +525,7 @@ func (r *fleetRun) storm(b *testing.B) {
 		restarts.Wait()
 		pause(context.Background(), settle)
 	})
-	s := r.scenarioOf("storm", fmt.Sprintf("(c) storm: every node's ovs-vswitchd restarting every %v (not ready for %v each time), run for %v of the minute", stormEvery, stormDown, stormFor),
+	s := r.scenarioOf("storm", fmt.Sprintf("(c) storm: every node's ovs-vswitchd restarting every %s (not ready for %s each time), run for %s of the minute", human(stormEvery), human(stormDown), human(stormFor)),
 		w, stormFor)
 	s.perEvent = float64(w.t.changes) / float64(total)
 	if w.t.failures > 0 {
@@ -523,15 +538,54 @@ func (r *fleetRun) storm(b *testing.B) {
 
 // restartFigures are the API server restart's figures.
 type restartFigures struct {
-	down             time.Duration // from SIGTERM to /readyz 200 again
-	recover          time.Duration // from /readyz 200 until every condition was written again
-	outageAttempts   int           // requests sent while the API server was away
-	herd, herdOK     int           // requests in the first herdWindow after /readyz 200, and those answered 2xx
-	herdServer       float64       // node requests the new API server counted in that window
-	perSecond        []int
-	p50, p99         float64
-	failLogs, okLogs int // the writers' log lines about the outage
-	kubeletTen       float64
+	down       time.Duration // from SIGTERM to the first answer again
+	readyz     time.Duration // from SIGTERM to /readyz 200 again
+	recover    time.Duration // from the first answer until every condition was written again
+	attempts   int           // requests sent while the API server was away
+	herd       herd
+	starting   map[int]int // requests answered before /readyz 200, by HTTP status
+	server     float64     // node requests the new API server counted until every condition was current
+	sent       int         // requests the fleet sent it in that time that got an answer
+	p50, p99   float64     // its PATCH nodes/status latency in that time
+	failLogs   int         // the writers' log lines about the outage
+	okLogs     int
+	kubeletTen float64 // requests the kubelets send in any 10 s
+}
+
+// herd is what the fleet sent the API server once it answered again.
+type herd struct {
+	returned  time.Time // the first answer
+	requests  int       // requests that ended (answered or failed) in the window after it
+	ok        int       // of which answered 2xx
+	perSecond []int     // requests by second of the window
+}
+
+// herdOf finds the first answer among events, the requests sent since the
+// API server was started again, and counts the requests that ended in the
+// window after it.
+func herdOf(events []event, window time.Duration) herd {
+	var h herd
+	for _, e := range events {
+		if e.code != 0 && (h.returned.IsZero() || e.end.Before(h.returned)) {
+			h.returned = e.end
+		}
+	}
+	h.perSecond = make([]int, int(window/time.Second))
+	if h.returned.IsZero() {
+		return h
+	}
+	for _, e := range events {
+		since := e.end.Sub(h.returned)
+		if since < 0 || since >= window {
+			continue
+		}
+		h.requests++
+		if e.ok() {
+			h.ok++
+		}
+		h.perSecond[min(int(since/time.Second), len(h.perSecond)-1)]++
+	}
+	return h
 }
 
 // restart: the API server stopped in the middle of a calm stretch and
@@ -545,9 +599,9 @@ func (r *fleetRun) restart(b *testing.B) {
 	r.c.StopAPIServer(b)
 	stopped := time.Now()
 	pause(ctx, time.Until(stopAt.Add(restartDown)))
+	startAt := time.Now()
 	r.c.StartAPIServer(b)
-	back := time.Now()
-	h := r.measure(b, func() { pause(ctx, time.Until(back.Add(herdWindow))) })
+	readyz := time.Now()
 
 	// Current again: every writer has had a write taken since the stop (every
 	// one was due: the outage is longer than the compressed heartbeat).
@@ -560,31 +614,31 @@ func (r *fleetRun) restart(b *testing.B) {
 			break
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("restart: not every condition written again within %v of the API server's return", recoverWithin)
+			b.Fatalf("restart: not every condition written again within %v of /readyz 200", recoverWithin)
 		}
 		pause(ctx, 100*time.Millisecond)
 	}
+	// The new API server's own count and latency, from its start until every
+	// condition was current, before anything else asks it about nodes.
+	api := r.m.scrapeAPI(b)
 	r.checkConditions(b, stopAt)
 
-	f := &restartFigures{down: back.Sub(stopAt), recover: allAt.Sub(back)}
-	for _, e := range r.rec.between(stopAt, back) {
-		if e.kind == ovsgatePatch || e.kind == ovsgateGet {
-			f.outageAttempts++
+	f := &restartFigures{starting: map[int]int{}}
+	after := r.rec.between(startAt, allAt.Add(time.Nanosecond))
+	f.herd = herdOf(after, herdWindow)
+	f.down, f.readyz, f.recover = f.herd.returned.Sub(stopAt), readyz.Sub(stopAt), allAt.Sub(f.herd.returned)
+	f.attempts = len(r.rec.between(stopAt, startAt))
+	for _, e := range after {
+		if e.code != 0 {
+			f.sent++
+			if e.end.Before(readyz) {
+				f.starting[int(e.code)]++
+			}
 		}
 	}
-	herd := r.rec.between(back, back.Add(herdWindow))
-	f.perSecond = make([]int, int(herdWindow/time.Second))
-	for _, e := range herd {
-		f.herd++
-		if e.ok() {
-			f.herdOK++
-		}
-		f.perSecond[min(int(e.start.Sub(back)/time.Second), len(f.perSecond)-1)]++
-	}
-	f.herdServer = h.end.api.value("apiserver_request_total", map[string]string{"resource": "nodes"}) -
-		h.begin.api.value("apiserver_request_total", map[string]string{"resource": "nodes"})
-	c := r.costOf(h, "PATCH", "nodes", "status")
-	f.p50, f.p99 = c.p50, c.p99
+	f.server = api.value("apiserver_request_total", map[string]string{"resource": "nodes"})
+	h := api.histogram("apiserver_request_duration_seconds", map[string]string{"verb": "PATCH", "resource": "nodes", "subresource": "status"})
+	f.p50, f.p99 = h.quantile(0.5), h.quantile(0.99)
 	for _, l := range r.logs.Lines()[logsBefore:] {
 		switch {
 		case strings.Contains(l, `"Cannot write node condition, retrying"`):
@@ -595,26 +649,31 @@ func (r *fleetRun) restart(b *testing.B) {
 	}
 	r.restarted = f
 	due := min(1, f.down.Seconds()/realHeartbeat.Seconds())
-	b.Logf("restart: kube-apiserver stopped (SIGTERM) and started again %v later, /readyz 200 %v after the stop (stopping took %v)",
-		restartDown, f.down.Round(time.Millisecond), stopped.Sub(stopAt).Round(time.Millisecond))
-	b.Logf("restart: every one of the %d conditions written again %v after /readyz 200 (%v after the stop); %d attempts while it was away (%.1f per node)",
-		r.n, f.recover.Round(time.Millisecond), allAt.Sub(stopAt).Round(time.Millisecond), f.outageAttempts, float64(f.outageAttempts)/float64(r.n))
-	b.Logf("restart: first %v after /readyz 200: %d requests from the fleet (%d answered 2xx; the new API server counted %.0f node requests), per second %v; PATCH nodes/status p50 %s p99 %s",
-		herdWindow, f.herd, f.herdOK, f.herdServer, f.perSecond, secs(f.p50), secs(f.p99))
+	b.Logf("restart: kube-apiserver stopped (SIGTERM, %v to exit) and started again %v after the SIGTERM; it answered again %v after the SIGTERM, /readyz 200 %v after it",
+		stopped.Sub(stopAt).Round(time.Millisecond), restartDown, f.down.Round(time.Millisecond), f.readyz.Round(time.Millisecond))
+	b.Logf("restart: every one of the %d conditions written again %v after the first answer (%v after /readyz 200, %v after the SIGTERM); %d attempts while it was away (%.1f per node)",
+		r.n, f.recover.Round(time.Millisecond), allAt.Sub(readyz).Round(time.Millisecond), allAt.Sub(stopAt).Round(time.Millisecond), f.attempts, float64(f.attempts)/float64(r.n))
+	b.Logf("restart: first %v after the first answer: %d requests from the fleet (%d answered 2xx), per second %v",
+		herdWindow, f.herd.requests, f.herd.ok, f.herd.perSecond)
+	b.Logf("restart: answered before /readyz 200, by HTTP status: %v; until every condition was current the fleet had %d requests answered and the new API server counted %.0f node requests; PATCH nodes/status p50 %s p99 %s",
+		f.starting, f.sent, f.server, secs(f.p50), secs(f.p99))
 	b.Logf("restart: the writers logged %d failure lines and %d recovery lines (%.2f per node)", f.failLogs, f.okLogs, float64(f.failLogs+f.okLogs)/float64(r.n))
 	b.Logf("restart: at the real %v heartbeat only the nodes whose heartbeat fell in the outage are due: %.0f%% of them, about %.0f requests in those %v",
-		realHeartbeat, 100*due, float64(f.herd)*due, herdWindow)
+		realHeartbeat, 100*due, float64(f.herd.requests)*due, herdWindow)
+	if f.server < float64(f.sent) {
+		b.Errorf("restart: the API server counted %.0f node requests, fewer than the %d the fleet had answered", f.server, f.sent)
+	}
 	b.ReportMetric(f.recover.Seconds(), "recover-s")
 	b.ReportMetric(f.down.Seconds(), "down-s")
-	b.ReportMetric(float64(f.herd), "requests-first-10s")
+	b.ReportMetric(float64(f.herd.requests), "requests-first-10s")
 	b.ReportMetric(1000*f.p50, "patch-p50-ms")
 	b.ReportMetric(1000*f.p99, "patch-p99-ms")
 	if a := r.anchor; a != nil {
 		// The kubelets' own requests in 10 s: renewals, and a GET and a
 		// PATCH per status report.
 		f.kubeletTen = (a.leaseRate + 2*a.statusRate) * herdWindow.Seconds()
-		b.Logf("restart: the kubelets send %.0f requests in 10 s while nothing happens: the herd is %s of that", f.kubeletTen, ratio(float64(f.herd)/f.kubeletTen))
-		b.ReportMetric(float64(f.herd)/f.kubeletTen, "x-kubelet-requests")
+		b.Logf("restart: the kubelets send %.0f requests in 10 s while nothing happens: the herd is %s of that", f.kubeletTen, ratio(float64(f.herd.requests)/f.kubeletTen))
+		b.ReportMetric(float64(f.herd.requests)/f.kubeletTen, "x-kubelet-requests")
 	}
 }
 
@@ -794,11 +853,11 @@ func (r *fleetRun) section() string {
 	if f := r.restarted; f != nil {
 		rat := "-"
 		if f.kubeletTen > 0 {
-			rat = fmt.Sprintf("requests in the first 10 s: %s of what the kubelets send in any 10 s (%s)", ratio(float64(f.herd)/f.kubeletTen), thousands(int(math.Round(f.kubeletTen))))
+			rat = fmt.Sprintf("requests in the first 10 s: %s of what the kubelets send in any 10 s (%s)", ratio(float64(f.herd.requests)/f.kubeletTen), thousands(int(math.Round(f.kubeletTen))))
 		}
-		fmt.Fprintf(&s, "| (d) the API server restarted in the middle of (a): SIGTERM, started again %s later, /readyz 200 %.1f s after the SIGTERM | every condition current again %.1f s after /readyz 200; %s requests in its first 10 s (%s answered 2xx), per second %v; %s attempts while it was away (%.1f per node), the writers logging %.2f lines per node in all | | | | %s / %s in those 10 s | %s |\n",
-			human(restartDown), f.down.Seconds(), f.recover.Seconds(), thousands(f.herd), thousands(f.herdOK), f.perSecond,
-			thousands(f.outageAttempts), float64(f.outageAttempts)/float64(r.n), float64(f.failLogs+f.okLogs)/float64(r.n), secs(f.p50), secs(f.p99), rat)
+		fmt.Fprintf(&s, "| (d) the API server restarted in the middle of (a): SIGTERM, started again %s later; it answered again %.1f s after the SIGTERM (/readyz 200 at %.1f s) | every condition current again %.1f s after its first answer; %s requests in the first 10 s (%s answered 2xx), per second %v; %s attempts while it was away (%.1f per node); the writers logged %.2f lines per node in all | | | | %s / %s from its start until every condition was current | %s |\n",
+			human(restartDown), f.down.Seconds(), f.readyz.Seconds(), f.recover.Seconds(), thousands(f.herd.requests), thousands(f.herd.ok), f.herd.perSecond,
+			thousands(f.attempts), float64(f.attempts)/float64(r.n), float64(f.failLogs+f.okLogs)/float64(r.n), secs(f.p50), secs(f.p99), rat)
 	}
 	down := restartDown
 	if r.restarted != nil {
@@ -809,11 +868,11 @@ func (r *fleetRun) section() string {
 		human(nodecondition.DefaultMergeWindow), human(nodecondition.DefaultRetryMin), human(nodecondition.DefaultRetryMax), thousands(r.clientFDs), thousands(r.apiFDs), thousands(r.files), thousands(r.nodeBytes))
 	fmt.Fprintf(&s, "- Time is compressed %.0f times for the %s heartbeats only: ovsgate's condition and the kubelet's Node status report are written every %s, and the rate of those writes is divided by %.0f. Everything else runs in real time: the merge window, the backoff, the OVS events, and the kubelet's %s Lease renewal (compressed as much, %s kubelets would renew %s times a second, beyond this machine). A write that an OVS event causes is told from a heartbeat by its status, reason and message, and counted as run: its rate is the event's own. The kubelets' rates are their schedule's; the windows give what each write costs.\n",
 		r.compression, human(realHeartbeat), human(r.heartbeat), r.compression, human(kubeletLeaseEvery), thousands(r.n), thousands(int(r.compression*float64(r.n)/kubeletLeaseEvery.Seconds())))
-	fmt.Fprintf(&s, "- Scenarios run for less than their real length where every part is alike. (b) runs %d of the 20 waves of a rolling upgrade (5%% of the nodes at a time, each not ready for %s, VSwitchdNotRunning); its rate is the whole upgrade's, 200 s. (c) runs %s of the one-minute storm; each restart keeps the gate unready for %s (the gate's detection figures above: about 85 ms). (d) stops kube-apiserver %s into a calm stretch; with the compressed heartbeat every writer fell due while it was away, the worst case: at the real %s heartbeat an outage this short leaves only the nodes whose heartbeat fell in it due (about %.0f%%), one of %s or more all of them.\n",
+	fmt.Fprintf(&s, "- Scenarios run for less than their real length where every part is alike. (b) runs %d of the 20 waves of a rolling upgrade (5%% of the nodes at a time, each not ready for %s, VSwitchdNotRunning); its rate is the whole upgrade's, 200 s. (c) runs %s of the one-minute storm; each restart keeps the gate unready for %s (the gate's detection figures above: about 85 ms). (d) stops kube-apiserver %s into a calm stretch; with the compressed heartbeat every writer fell due while it was away, the worst case: at the real %s heartbeat an outage this short leaves only the nodes whose heartbeat fell in it due (about %.0f%%), one of %s or more all of them. Its figures run from its first answer (any answer: before /readyz says 200 it already serves some requests and refuses others, 403 until RBAC is loaded), and are not scaled.\n",
 		upgradeWaves, human(upgradeOutage), human(stormFor), human(stormDown), human(restartCalm), human(realHeartbeat), 100*min(1, down.Seconds()/realHeartbeat.Seconds()), human(realHeartbeat))
 	fmt.Fprintf(&s, "- CPU is kube-apiserver's user+system time (`/proc/PID/stat`) over each window, less what it burns idle (%.1f%% of a core, measured for %s before any client), per 1,000 writes taken; then times the real rate. etcd's growth is `%s`, the pages holding keys and their revisions: the API server compacts the history every 5 min, so a steady fleet keeps about 5 min of it. Latency is the API server's own `apiserver_request_duration_seconds` for PATCH nodes/status (PUT leases for the renewals), diffed over each window and interpolated as `histogram_quantile` does, its buckets being coarse (5, 25, 50, 100, 200, 400 ms...); beside it the simulated client's own time to the answer.\n",
 		100*r.idleAPI, human(idleFor), etcdInUse)
-	s.WriteString("- The simulated nodes, kube-apiserver and etcd share this machine's cores with each other and with other work: CPU per write changes little with that, latency does.\n")
+	s.WriteString("- The simulated nodes, kube-apiserver and etcd share this machine's cores with each other and with other work (each window's log gives how busy each was, and the whole machine): CPU per write changes little with that, latency does, so latencies of different rows are not comparable with each other.\n")
 	return s.String()
 }
 

@@ -154,3 +154,25 @@ func TestRecordingTransport(t *testing.T) {
 	assert.Equal(t, 1, tl.failures)
 	assert.Len(t, tl.latencies, 4)
 }
+
+// The herd is counted from the API server's first answer, whatever it was.
+func TestHerdOf(t *testing.T) {
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	ev := []event{
+		{start: at(0), end: at(1), kind: ovsgatePatch},                  // refused: no answer
+		{start: at(1500), end: at(1600), kind: ovsgatePatch, code: 200}, // ended after the first answer
+		{start: at(900), end: at(1000), kind: ovsgatePatch, code: 403},  // the first answer, a refusal
+		{start: at(2950), end: at(3050), kind: ovsgatePatch, code: 200},
+		{start: at(11000), end: at(11010), kind: ovsgatePatch, code: 200}, // after the window
+	}
+	h := herdOf(ev, 10*time.Second)
+	assert.Equal(t, at(1000), h.returned)
+	assert.Equal(t, 3, h.requests)
+	assert.Equal(t, 2, h.ok)
+	assert.Equal(t, []int{2, 0, 1, 0, 0, 0, 0, 0, 0, 0}, h.perSecond)
+
+	none := herdOf(ev[:1], 10*time.Second)
+	assert.True(t, none.returned.IsZero())
+	assert.Zero(t, none.requests)
+}

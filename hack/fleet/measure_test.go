@@ -36,8 +36,11 @@ type reading struct {
 	apiCPU  time.Duration // kube-apiserver's user+system CPU
 	etcdCPU time.Duration
 	selfCPU time.Duration // this process: the simulated fleet
-	api     families      // kube-apiserver's /metrics
-	etcd    families      // etcd's /metrics
+	// busy and total are the whole machine's CPU time, busy and in all,
+	// from /proc/stat: how much of it the window left to anyone.
+	busy, total time.Duration
+	api         families // kube-apiserver's /metrics
+	etcd        families // etcd's /metrics
 }
 
 // meter reads the control plane of one cluster.
@@ -69,6 +72,7 @@ func (m *meter) read(tb testing.TB, start bool) reading {
 	r.apiCPU = procCPU(tb, r.apiPID)
 	r.etcdCPU = procCPU(tb, m.c.EtcdPID())
 	r.selfCPU = selfCPU(tb)
+	r.busy, r.total = machineCPU(tb)
 	if !start {
 		scrape()
 	}
@@ -151,6 +155,35 @@ func parseStatCPU(stat string) (time.Duration, error) {
 		ticks += n
 	}
 	return time.Duration(ticks) * time.Second / userHZ, nil
+}
+
+// machineCPU is the CPU time of all the machine's cores since boot: busy
+// (everything but idle and iowait) and in all.
+func machineCPU(tb testing.TB) (busy, total time.Duration) {
+	tb.Helper()
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		tb.Fatalf("/proc/stat: unexpected first line %q", line)
+	}
+	// user nice system idle iowait irq softirq steal; guest time, after
+	// them, is counted in user already.
+	for i, s := range f[1:min(len(f), 9)] {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil {
+			tb.Fatalf("/proc/stat: %v", err)
+		}
+		d := time.Duration(n) * time.Second / userHZ
+		total += d
+		if i != 3 && i != 4 {
+			busy += d
+		}
+	}
+	return busy, total
 }
 
 func selfCPU(tb testing.TB) time.Duration {
