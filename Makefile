@@ -109,10 +109,13 @@ clean:
 # BENCHMARKS.md (from hack/bench/BENCHMARKS.md.tmpl) and benchmarks-latency.svg
 # (about fifteen minutes: a minute of idle CPU, a compressed day of probes,
 # 10,000 ports in the sandbox for the scale figures, and a kube-apiserver for
-# the API load).
+# the API load), then the fleet's section (bench-fleet, about five minutes
+# more), appended to BENCHMARKS.md.
 bench: deps
 	$(GO) run ./hack/bench -out BENCHMARKS.md
-	$(MAKE) --no-print-directory bench-fleet
+	mkdir -p _run
+	$(MAKE) --no-print-directory bench-fleet FLEET_FLAGS='$(FLEET_FLAGS) -fleet.md=$(CURDIR)/_run/fleet.md'
+	{ echo; cat _run/fleet.md; } >> BENCHMARKS.md
 
 # bench-fleet simulates FLEET_NODES nodes, each with ovsgate's node-condition
 # writer, against a real kube-apiserver beside as many simulated kubelets,

@@ -36,12 +36,12 @@ const (
 	fleetRole = "fleet-node"
 )
 
-var ready = gate.Status{Ready: true, Cause: gate.CauseReady}
+var ready = gate.State{Status: gate.Status{Ready: true}, Cause: gate.CauseReady, Settled: true}
 
 // vswitchdGone is what the gate says while ovs-vswitchd is down; the pid
 // makes each restart's message its own, as the gate's are.
-func vswitchdGone(pid int) gate.Status {
-	return gate.Status{Cause: gate.CauseVSwitchdNotRunning, Reason: fmt.Sprintf("ovs-vswitchd (pid %d) exited", pid)}
+func vswitchdGone(pid int) gate.State {
+	return gate.State{Status: gate.Status{Reason: fmt.Sprintf("ovs-vswitchd (pid %d) exited", pid)}, Cause: gate.CauseVSwitchdNotRunning, Settled: true}
 }
 
 // pause waits d, or less when ctx ends first (false). It paces the
