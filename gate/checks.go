@@ -362,7 +362,9 @@ func datapathCheck(br string) func(*inputs) outcome {
 		default:
 			o = outcome{msg: "waiting for datapath features", pending: true}
 		}
-		if bv.diagnosis != "" {
+		// The kernel's view explains a datapath that an answering
+		// ovs-vswitchd has not made; while none answers, that is the cause.
+		if bv.diagnosis != "" && in.snap.Connected && in.vswitchd.answering && (info.DatapathID == "" || bv.err != nil) {
 			o.msg += " (" + bv.diagnosis + ")"
 		}
 		return o

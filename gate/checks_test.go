@@ -154,6 +154,24 @@ func TestTableDecides(t *testing.T) {
 			checks: map[string]string{"datapath/br-int": "waiting for datapath ID (kernel datapath: openvswitch kernel module not loaded)", "features/br-int": "datapath not ready"},
 		},
 		{
+			// The kernel module is missing, but no ovs-vswitchd answers:
+			// that is the cause, and the only one said.
+			name: "kernel diagnosis while ovs-vswitchd exited", in: inputs{snap: connected([]ovsdb.BridgeInfo{brEx}, gw0),
+				vswitchd: vswitchdView{down: absence{pid: 1, err: fmt.Errorf("read: %w", appctl.ErrClosed)}},
+				bridge:   map[string]bridgeView{"br-ex": {diagnosis: "kernel datapath: openvswitch kernel module not loaded"}}},
+			bridges: []string{"br-ex"},
+			reason:  "ovs-vswitchd (pid 1) exited", cause: CauseVSwitchdNotRunning,
+			checks: map[string]string{"vswitchd": "ovs-vswitchd (pid 1) exited", "datapath/br-ex": "waiting for ovs-vswitchd", "features/br-ex": "datapath not ready"},
+		},
+		{
+			name: "no datapath ID, kernel diagnosis, no ovs-vswitchd yet", in: inputs{snap: connected([]ovsdb.BridgeInfo{{Name: "br-int", Exists: true}}),
+				vswitchd: vswitchdView{down: absence{err: fmt.Errorf("%w DIR/ovs-vswitchd.pid", appctl.ErrNoPidfile)}},
+				bridge:   map[string]bridgeView{"br-int": {diagnosis: "kernel datapath: openvswitch kernel module not loaded"}}},
+			reason: "ovs-vswitchd is not running: " + fmt.Errorf("%w DIR/ovs-vswitchd.pid", appctl.ErrNoPidfile).Error(), cause: CauseVSwitchdNotRunning,
+			checks: map[string]string{"vswitchd": "ovs-vswitchd is not running: " + fmt.Errorf("%w DIR/ovs-vswitchd.pid", appctl.ErrNoPidfile).Error(),
+				"datapath/br-int": "waiting for datapath ID", "features/br-int": "datapath not ready"},
+		},
+		{
 			name: "features not asked yet", in: inputs{snap: connected([]ovsdb.BridgeInfo{brInt}), vswitchd: answering},
 			reason: "bridge br-int: waiting for datapath features", cause: CauseBridgeNotReady, pending: true,
 			checks: map[string]string{"datapath/br-int": "waiting for datapath features", "features/br-int": "datapath not ready"},
