@@ -355,6 +355,8 @@ func TestGateRequiredFeatures(t *testing.T) {
 			`bridge br-int: feature "Max VLAN headers" is 1, want >= 2`},
 		{"not reported", []string{"Teleport"}, false,
 			`bridge br-int: feature "Teleport" is not reported by the datapath`},
+		{"misspelt", []string{"Recirk"}, false,
+			`bridge br-int: feature "Recirk" is not reported by the datapath (did you mean Recirc?)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
