@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 		}
 	}
 	if code == 0 && wholePackageRan() {
+		if testing.Verbose() {
+			fmt.Printf("reasons and check messages the tests produced:\n  %s\n", strings.Join(seenReasons.list(), "\n  "))
+		}
 		if err := readmeRowsProduced(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			code = 1
