@@ -104,9 +104,9 @@ func sinceFromServe(s *gate.Status, path string) bool {
 	if served.Reason == gate.ReasonStopped || vs.Since == nil || vs.PID != own.PID || vs.Version != own.Version || vs.Since.After(own.Since.Time) {
 		return false
 	}
-	s.VSwitchd.Since = &gate.Timestamp{Time: vs.Since.Time}
+	s.VSwitchd.Since = vs.Since
 	if own.FlowRestoreWaitSince != nil && vs.FlowRestoreWaitSince != nil {
-		s.VSwitchd.FlowRestoreWaitSince = &gate.Timestamp{Time: vs.FlowRestoreWaitSince.Time}
+		s.VSwitchd.FlowRestoreWaitSince = vs.FlowRestoreWaitSince
 	}
 	return true
 }
@@ -140,7 +140,10 @@ func printTable(w io.Writer, s gate.Status, fromServe bool) {
 	} else {
 		fmt.Fprintf(tw, "ovs-vswitchd\tnot reachable\t\n")
 	}
-	if s.VSwitchd.FlowRestoreWait {
+	switch f := s.VSwitchd.FlowRestoreWait; {
+	case f == nil:
+		fmt.Fprintf(tw, "flow-restore-wait\tunknown\t(OVSDB not read)\n")
+	case *f:
 		by := ""
 		if s.VSwitchd.FlowRestoreWaitBy != "" {
 			by = "set by " + s.VSwitchd.FlowRestoreWaitBy
@@ -150,7 +153,7 @@ func printTable(w io.Writer, s gate.Status, fromServe bool) {
 			since = "seen since " + s.VSwitchd.FlowRestoreWaitSince.UTC().Format(time.RFC3339) + from
 		}
 		fmt.Fprintf(tw, "flow-restore-wait\tset: not forwarding\t%s\n", strings.TrimSpace(since+" "+by))
-	} else {
+	default:
 		fmt.Fprintf(tw, "flow-restore-wait\tnot set\t\n")
 	}
 	if d := s.VSwitchd.DPDK; d != nil {

@@ -249,12 +249,17 @@ func (r *rule) assemble(in *inputs, judge func(*check) outcome) State {
 // vswitchdStatus is the status file's block on ovs-vswitchd.
 func vswitchdStatus(in *inputs) VSwitchdStatus {
 	vs, sys := in.vswitchd, in.system
-	s := VSwitchdStatus{FlowRestoreWait: sys.flowRestoreWait == flagOn, FlowRestoreWaitBy: sys.flowRestoreWaitBy}
+	s := VSwitchdStatus{FlowRestoreWaitBy: sys.flowRestoreWaitBy}
+	// Unknown stays unknown: while OVSDB is away the file has no value.
+	if sys.flowRestoreWait != flagUnknown {
+		on := sys.flowRestoreWait == flagOn
+		s.FlowRestoreWait = &on
+	}
 	if !vs.since.IsZero() {
-		s.PID, s.Version, s.Since = vs.pid, vs.version, &Timestamp{vs.since}
+		s.PID, s.Version, s.Since = vs.pid, vs.version, &Timestamp{Time: vs.since}
 	}
 	if sys.flowRestoreWait == flagOn && !in.flowRestoreWaitSince.IsZero() {
-		s.FlowRestoreWaitSince = &Timestamp{in.flowRestoreWaitSince}
+		s.FlowRestoreWaitSince = &Timestamp{Time: in.flowRestoreWaitSince}
 	}
 	if sys.dpdkInit != "" {
 		s.DPDK = &DPDKStatus{Init: sys.dpdkInit, Initialized: sys.dpdkInitialized}

@@ -385,7 +385,11 @@ func TestTablePortsFlowsDPDK(t *testing.T) {
 				assert.Equal(t, tt.snap.Ports[p.Name].OFPort, p.OFPort)
 			}
 			on := in.system.flowRestoreWait == flagOn
-			assert.Equal(t, on, s.VSwitchd.FlowRestoreWait)
+			if in.system.flowRestoreWait == flagUnknown {
+				assert.Nil(t, s.VSwitchd.FlowRestoreWait, "unknown, not a guessed false")
+			} else if assert.NotNil(t, s.VSwitchd.FlowRestoreWait) {
+				assert.Equal(t, on, *s.VSwitchd.FlowRestoreWait)
+			}
 			assert.Equal(t, on, s.VSwitchd.FlowRestoreWaitSince != nil)
 			assert.Equal(t, in.system.dpdkInit != "", s.VSwitchd.DPDK != nil)
 		})

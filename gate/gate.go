@@ -103,7 +103,7 @@ func New(cfg Config) (*Gate, error) {
 	g := &Gate{cfg: cfg, rule: newRule(&cfg), watcher: w, notReadySince: time.Now()}
 	g.progress.Store(time.Now().UnixNano()) // /livez is fine while Run is about to start
 	g.state = g.rule.initial()
-	g.state.Updated = Timestamp{time.Now()}
+	g.state.Updated = Timestamp{Time: time.Now()}
 	return g, nil
 }
 
@@ -225,7 +225,7 @@ func (g *Gate) publish(s State) {
 	if s.Equivalent(prev) {
 		return
 	}
-	s.Updated = Timestamp{time.Now()}
+	s.Updated = Timestamp{Time: time.Now()}
 	g.state = s
 	switch {
 	case s.Ready && !prev.Ready:

@@ -31,7 +31,7 @@ func TestFlowRestoreWait(t *testing.T) {
 	cfg.RequireFlowsRestored = true
 	node := startGate(t, cfg)
 
-	st := agent.waitFor(10*time.Second, "ready, flow-restore-wait shown", func(st State) bool { return st.Ready && st.VSwitchd.FlowRestoreWait })
+	st := agent.waitFor(10*time.Second, "ready, flow-restore-wait shown", func(st State) bool { return st.Ready && isSet(st.VSwitchd.FlowRestoreWait) })
 	require.NotNil(t, st.VSwitchd.FlowRestoreWaitSince)
 	_, listed := st.Check(CheckFlows)
 	assert.False(t, listed, "no flows check without RequireFlowsRestored")
@@ -58,18 +58,23 @@ func TestFlowRestoreWait(t *testing.T) {
 	s.StopOVSDB()
 	st = node.waitFor(10*time.Second, "OVSDB lost", func(st State) bool { return !st.OVSDB.Connected })
 	assert.Equal(t, "flow-restore-wait: waiting for OVSDB", checkOf(t, st, CheckFlows).Message, "unknown, not off")
+	assert.Nil(t, st.VSwitchd.FlowRestoreWait, "unknown while OVSDB is away, not a guessed value")
 	s.StartOVSDB()
-	st = node.waitFor(10*time.Second, "OVSDB back, flag still set", func(st State) bool { return st.OVSDB.Connected && st.VSwitchd.FlowRestoreWait })
+	st = node.waitFor(10*time.Second, "OVSDB back, flag still set", func(st State) bool { return st.OVSDB.Connected && isSet(st.VSwitchd.FlowRestoreWait) })
 	require.NotNil(t, st.VSwitchd.FlowRestoreWaitSince)
 	assert.True(t, since.Equal(st.VSwitchd.FlowRestoreWaitSince.Time), "since %v, now %v", since, st.VSwitchd.FlowRestoreWaitSince)
 	// The agent's gate lost OVSDB too: it is back as it was before going on.
-	agent.waitFor(10*time.Second, "the agent's gate ready again", func(st State) bool { return st.Ready && st.VSwitchd.FlowRestoreWait })
+	agent.waitFor(10*time.Second, "the agent's gate ready again", func(st State) bool { return st.Ready && isSet(st.VSwitchd.FlowRestoreWait) })
 
 	s.VsctlNoWait("remove", "open", ".", "other_config", "flow-restore-wait")
 	st = node.waitFor(5*time.Second, "ready once cleared", ready)
-	assert.False(t, st.VSwitchd.FlowRestoreWait)
+	require.NotNil(t, st.VSwitchd.FlowRestoreWait)
+	assert.False(t, *st.VSwitchd.FlowRestoreWait)
 	assert.Nil(t, st.VSwitchd.FlowRestoreWaitSince)
-	st = agent.waitFor(5*time.Second, "the agent's gate sees it cleared", func(st State) bool { return !st.VSwitchd.FlowRestoreWait })
+	st = agent.waitFor(5*time.Second, "the agent's gate sees it cleared", func(st State) bool {
+		f := st.VSwitchd.FlowRestoreWait
+		return f != nil && !*f
+	})
 	assert.True(t, st.Ready)
 }
 
@@ -186,3 +191,6 @@ func TestDPDKInit(t *testing.T) {
 		})
 	}
 }
+
+// isSet reports whether flow-restore-wait is known and set.
+func isSet(f *bool) bool { return f != nil && *f }

@@ -13,7 +13,7 @@ import (
 func TestStatusJSONShape(t *testing.T) {
 	s := Status{
 		Reason:   "bridge br-int: waiting for datapath ID",
-		Updated:  Timestamp{time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("x", 3600))},
+		Updated:  Timestamp{Time: time.Date(2026, 1, 1, 0, 0, 0, 0, time.FixedZone("x", 3600))},
 		OVSDB:    OVSDBStatus{Endpoint: "unix:/var/run/openvswitch/db.sock", Connected: true},
 		VSwitchd: VSwitchdStatus{PID: 1234, Version: "3.1.0"},
 		Bridges: []BridgeStatus{{Name: "br-int", Reason: "waiting for datapath ID", DatapathType: "netdev",
@@ -38,9 +38,9 @@ func TestStatusJSONShape(t *testing.T) {
 }
 
 func TestStatusEquivalentIgnoresTimestamp(t *testing.T) {
-	a := State{Status: Status{Reason: "x", Updated: Timestamp{time.Now()}, Checks: []Check{{Name: CheckOVSDB}}}}
+	a := State{Status: Status{Reason: "x", Updated: Timestamp{Time: time.Now()}, Checks: []Check{{Name: CheckOVSDB}}}}
 	b := a
-	b.Updated = Timestamp{time.Now().Add(time.Second)}
+	b.Updated = Timestamp{Time: time.Now().Add(time.Second)}
 	assert.True(t, a.Equivalent(b))
 	b.Checks = []Check{{Name: CheckOVSDB, OK: true}}
 	assert.False(t, a.Equivalent(b))

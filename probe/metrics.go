@@ -104,7 +104,11 @@ func (m *Metrics) Observe(s gate.State) {
 	}
 	m.busy.Set(boolFloat(s.Busy))
 	m.hung.Set(boolFloat(s.Hung))
-	m.flowRestoreWait.Set(boolFloat(s.VSwitchd.FlowRestoreWait))
+	// Unknown while OVSDB is away: the gauge keeps the last value read, so
+	// an OVSDB outage neither starts nor ends a flow-restore-wait alert.
+	if f := s.VSwitchd.FlowRestoreWait; f != nil {
+		m.flowRestoreWait.Set(boolFloat(*f))
+	}
 	m.ready.Set(boolFloat(s.Ready))
 	m.ovsdbConnected.Set(boolFloat(s.OVSDB.Connected))
 	for _, b := range s.Bridges {

@@ -252,8 +252,12 @@ func TestMetricsFlowRestoreWait(t *testing.T) {
 	m := NewMetrics()
 	for _, on := range []bool{true, false, true} {
 		s := gate.State{Status: status(true)}
-		s.VSwitchd.FlowRestoreWait = on
+		s.VSwitchd.FlowRestoreWait = &on
 		m.Observe(s)
 		assert.Equal(t, boolFloat(on), testutil.ToFloat64(m.flowRestoreWait))
 	}
+	// Unknown (OVSDB away) keeps the last value read.
+	s := gate.State{Status: status(false)}
+	m.Observe(s)
+	assert.Equal(t, 1.0, testutil.ToFloat64(m.flowRestoreWait))
 }

@@ -207,7 +207,8 @@ func TestServeFilesMatchSchema(t *testing.T) {
 	f.await("ready after a restart", func(st status.Status) bool { return st.Ready })
 
 	s.StopOVSDB()
-	f.await("OVSDB gone", func(st status.Status) bool { return !st.Ready && !st.OVSDB.Connected })
+	st = f.await("OVSDB gone", func(st status.Status) bool { return !st.Ready && !st.OVSDB.Connected })
+	assert.Nil(t, st.VSwitchd.FlowRestoreWait, "unknown while OVSDB is away, not a guessed false")
 	s.StartOVSDB()
 	f.await("ready after OVSDB", func(st status.Status) bool { return st.Ready })
 
