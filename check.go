@@ -11,14 +11,17 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"k8s.io/klog/v2"
 
 	"github.com/ovsgate/ovsgate/gate"
 	"github.com/ovsgate/ovsgate/probe"
+	"github.com/ovsgate/ovsgate/status"
 )
 
 type checkOptions struct {
 	gateOptions
-	output string
+	output          string
+	serveStatusFile string
 }
 
 func newCheckCommand(stdout io.Writer) *cobra.Command {
@@ -27,7 +30,8 @@ func newCheckCommand(stdout io.Writer) *cobra.Command {
 		Use:   "check",
 		Short: "Evaluate readiness once and print it (exit 0 ready, 1 not ready)",
 		Long: "check evaluates the gate once, bounded by --timeout, and prints a table or, with\n" +
-			"-o json, the status JSON. It exits 0 when ready and 1 when not.",
+			"-o json, the status JSON. It exits 0 when ready and 1 when not. It shows since when\n" +
+			"ovs-vswitchd answers only as a running serve's status file says (--serve-status-file).",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			validOutput := func() error {
@@ -44,6 +48,8 @@ func newCheckCommand(stdout io.Writer) *cobra.Command {
 	}
 	o.addFlags(cmd.Flags(), "", 5*time.Second, "how long the evaluation may take (0: no limit)")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "table", "output format: table or json")
+	cmd.Flags().StringVar(&o.serveStatusFile, "serve-status-file", probe.DefaultStatusFile,
+		`a running serve's status file, read for when ovsgate first reached ovs-vswitchd and saw flow-restore-wait set; "" disables`)
 	return cmd
 }
 
@@ -54,6 +60,7 @@ func (o *checkOptions) run(ctx context.Context, stdout io.Writer) error {
 		return fatalError(err)
 	}
 	s := st.Status
+	fromServe := sinceFromServe(&s, o.serveStatusFile)
 	if o.statusFile != "" {
 		if err := probe.NewStatusFile(o.statusFile).Write(s); err != nil {
 			return fatalError(err)
@@ -66,7 +73,7 @@ func (o *checkOptions) run(ctx context.Context, stdout io.Writer) error {
 			return fatalError(err)
 		}
 	} else {
-		printTable(stdout, s)
+		printTable(stdout, s, fromServe)
 	}
 	if !s.Ready {
 		return silentExit(exitNotReady)
@@ -74,8 +81,43 @@ func (o *checkOptions) run(ctx context.Context, stdout io.Writer) error {
 	return nil
 }
 
-// printTable writes the status the way an operator reads it at a glance.
-func printTable(w io.Writer, s gate.Status) {
+// sinceFromServe replaces what check cannot know itself, when ovsgate
+// first reached the ovs-vswitchd answering now and first saw
+// flow-restore-wait set, with what a running serve's status file at path
+// says: check reached the instance just now, which says nothing of how
+// long it has been answering. The file counts when its serve has not
+// stopped, it names the same instance (pid and version) and it reached that
+// instance no later than check did; otherwise s keeps no such times. It
+// reports whether the times are the file's.
+func sinceFromServe(s *gate.Status, path string) bool {
+	own := s.VSwitchd
+	s.VSwitchd.Since, s.VSwitchd.FlowRestoreWaitSince = nil, nil
+	if path == "" || own.Since == nil {
+		return false
+	}
+	served, err := status.Read(path)
+	if err != nil {
+		klog.V(2).InfoS("No serve's status file to read times from", "path", path, "err", err)
+		return false
+	}
+	vs := served.VSwitchd
+	if served.Reason == gate.ReasonStopped || vs.Since == nil || vs.PID != own.PID || vs.Version != own.Version || vs.Since.After(own.Since.Time) {
+		return false
+	}
+	s.VSwitchd.Since = vs.Since
+	if own.FlowRestoreWaitSince != nil && vs.FlowRestoreWaitSince != nil {
+		s.VSwitchd.FlowRestoreWaitSince = vs.FlowRestoreWaitSince
+	}
+	return true
+}
+
+// printTable writes the status the way an operator reads it at a glance;
+// fromServe says that its times are a running serve's.
+func printTable(w io.Writer, s gate.Status, fromServe bool) {
+	from := ""
+	if fromServe {
+		from = " (from serve's status file)"
+	}
 	if s.Ready {
 		fmt.Fprintln(w, "READY")
 	} else {
@@ -92,7 +134,7 @@ func printTable(w io.Writer, s gate.Status) {
 	if s.VSwitchd.PID != 0 {
 		since := ""
 		if s.VSwitchd.Since != nil {
-			since = "since " + s.VSwitchd.Since.UTC().Format(time.RFC3339)
+			since = "since " + s.VSwitchd.Since.UTC().Format(time.RFC3339) + from
 		}
 		fmt.Fprintf(tw, "ovs-vswitchd\tpid %d\tversion %s\t%s\n", s.VSwitchd.PID, s.VSwitchd.Version, since)
 	} else {
@@ -108,7 +150,7 @@ func printTable(w io.Writer, s gate.Status) {
 		}
 		since := ""
 		if s.VSwitchd.FlowRestoreWaitSince != nil {
-			since = "seen since " + s.VSwitchd.FlowRestoreWaitSince.UTC().Format(time.RFC3339)
+			since = "seen since " + s.VSwitchd.FlowRestoreWaitSince.UTC().Format(time.RFC3339) + from
 		}
 		fmt.Fprintf(tw, "flow-restore-wait\tset: not forwarding\t%s\n", strings.TrimSpace(since+" "+by))
 	default:

@@ -35,7 +35,8 @@ func newWaitCommand(stderr io.Writer) *cobra.Command {
 func runWait(ctx context.Context, o *gateOptions, stderr io.Writer) error {
 	quietUnlessVerbose()
 	start := time.Now()
-	g, err := gate.New(o.config())
+	cfg := o.config()
+	g, err := gate.New(cfg)
 	if err != nil {
 		return fatalError(err)
 	}
@@ -50,6 +51,7 @@ func runWait(ctx context.Context, o *gateOptions, stderr io.Writer) error {
 	// Until the gate has settled, states such as "connecting" are not
 	// worth a line; print the state as of settling, then every change.
 	var last gate.State
+	warned := map[string]bool{} // required features an answered datapath does not report
 	updates := g.Subscribe()
 	for {
 		select {
@@ -66,6 +68,14 @@ func runWait(ctx context.Context, o *gateOptions, stderr io.Writer) error {
 			}
 			if s.Settled && (!last.Settled || s.Reason != last.Reason) {
 				fmt.Fprintf(stderr, "ovsgate: not ready: %s\n", s.Reason)
+			}
+			// Most likely a typo, which waiting does not mend: said once,
+			// as soon as it is known.
+			for _, w := range gate.Unreported(cfg.Requirements, s.Status) {
+				if !warned[w] {
+					warned[w] = true
+					fmt.Fprintf(stderr, "ovsgate: warning: %s; still waiting, as a later Open vSwitch may report it\n", w)
+				}
 			}
 			last = s
 		case <-timeout:

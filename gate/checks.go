@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ovsgate/ovsgate/appctl"
 	"github.com/ovsgate/ovsgate/ovsdb"
@@ -367,7 +369,9 @@ func datapathCheck(br string) func(*inputs) outcome {
 		default:
 			o = outcome{msg: "waiting for datapath features", pending: true}
 		}
-		if bv.diagnosis != "" {
+		// The kernel's view explains a datapath that an answering
+		// ovs-vswitchd has not made; while none answers, that is the cause.
+		if bv.diagnosis != "" && in.snap.Connected && in.vswitchd.answering && (info.DatapathID == "" || bv.err != nil) {
 			o.msg += " (" + bv.diagnosis + ")"
 		}
 		return o
@@ -400,12 +404,115 @@ func featuresCheck(br string, reqs []Requirement) func(*inputs) outcome {
 		var unmet []string
 		for _, req := range reqs {
 			f, ok := fs.Get(req.Name)
-			if msg := req.Unmet(f.Value, ok); msg != "" {
+			if !ok {
+				unmet = append(unmet, notReported(req.Name, featureNames(fs)))
+			} else if msg := req.Unmet(f.Value, true); msg != "" {
 				unmet = append(unmet, msg)
 			}
 		}
 		return outcome{msg: strings.Join(unmet, "; ")}
 	}
+}
+
+// notReported says that a datapath, which reports names, does not report
+// the required feature at all, and which of its names are closest: most
+// such requirements are typos, which no amount of waiting mends.
+func notReported(name string, names []string) string {
+	msg := fmt.Sprintf("feature %q is not reported by the datapath", name)
+	if near := closest(name, names, maxSuggestions); len(near) > 0 {
+		msg += " (did you mean " + orList(near) + "?)"
+	}
+	return msg
+}
+
+// featureNames are the names of fs, sorted.
+func featureNames(fs appctl.Features) []string {
+	names := make([]string, 0, len(fs))
+	for _, f := range fs {
+		names = append(names, f.Name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// maxSuggestions bounds the names a not-reported feature suggests.
+const maxSuggestions = 3
+
+// Unreported are the required features that an answered datapath does not
+// report at all, one line per bridge and feature, worded as in the reason:
+// what `wait` points out once, since waiting does not mend a typo (a later
+// Open vSwitch could still report the name, so it does not stop waiting).
+func Unreported(reqs []Requirement, st Status) []string {
+	var lines []string
+	for _, b := range st.Bridges {
+		if c, _ := st.Check(DatapathCheck(b.Name)); !c.OK || len(b.Features) == 0 {
+			continue
+		}
+		names := make([]string, 0, len(b.Features))
+		for n := range b.Features {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		for _, req := range reqs {
+			if !slices.ContainsFunc(names, func(n string) bool { return strings.EqualFold(n, req.Name) }) {
+				lines = append(lines, "bridge "+b.Name+": "+notReported(req.Name, names))
+			}
+		}
+	}
+	return lines
+}
+
+// closest returns up to n of names within a small edit distance of name,
+// ignoring case, nearest first (in the order given among equals): a third
+// of the name's length, at least one edit.
+func closest(name string, names []string, n int) []string {
+	limit := max(1, utf8.RuneCountInString(name)/3)
+	type near struct {
+		name string
+		d    int
+	}
+	var found []near
+	for _, c := range names {
+		if d := editDistance(strings.ToLower(name), strings.ToLower(c)); d <= limit {
+			found = append(found, near{c, d})
+		}
+	}
+	slices.SortStableFunc(found, func(a, b near) int { return cmp.Compare(a.d, b.d) })
+	out := make([]string, 0, min(n, len(found)))
+	for _, f := range found[:min(n, len(found))] {
+		out = append(out, f.name)
+	}
+	return out
+}
+
+// editDistance is the Levenshtein distance between a and b, in runes.
+func editDistance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			sub := prev[j-1]
+			if ra[i-1] != rb[j-1] {
+				sub++
+			}
+			cur[j] = min(sub, prev[j]+1, cur[j-1]+1)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
+
+// orList joins names as "A", "A or B", "A, B or C".
+func orList(names []string) string {
+	if len(names) == 1 {
+		return names[0]
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 // portCheck: the interface exists, has an OpenFlow port number and no

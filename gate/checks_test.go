@@ -154,6 +154,29 @@ func TestTableDecides(t *testing.T) {
 			checks: map[string]string{"datapath/br-int": "waiting for datapath ID (kernel datapath: openvswitch kernel module not loaded)", "features/br-int": "datapath not ready"},
 		},
 		{
+			// The kernel module is missing, but no ovs-vswitchd answers:
+			// that is the cause, and the only one said.
+			name: "kernel diagnosis while ovs-vswitchd exited", in: inputs{snap: connected([]ovsdb.BridgeInfo{brEx}, gw0),
+				vswitchd: vswitchdView{down: absence{pid: 1, err: fmt.Errorf("read: %w", appctl.ErrClosed)}},
+				bridge:   map[string]bridgeView{"br-ex": {diagnosis: "kernel datapath: openvswitch kernel module not loaded"}}},
+			bridges: []string{"br-ex"},
+			reason:  "ovs-vswitchd (pid 1) exited", cause: CauseVSwitchdNotRunning,
+			checks: map[string]string{"vswitchd": "ovs-vswitchd (pid 1) exited", "datapath/br-ex": "waiting for ovs-vswitchd", "features/br-ex": "datapath not ready"},
+		},
+		{
+			name: "no datapath ID, kernel diagnosis, no ovs-vswitchd yet", in: inputs{snap: connected([]ovsdb.BridgeInfo{{Name: "br-int", Exists: true}}),
+				vswitchd: vswitchdView{down: absence{err: fmt.Errorf("%w DIR/ovs-vswitchd.pid", appctl.ErrNoPidfile)}},
+				bridge:   map[string]bridgeView{"br-int": {diagnosis: "kernel datapath: openvswitch kernel module not loaded"}}},
+			reason: "ovs-vswitchd is not running: " + fmt.Errorf("%w DIR/ovs-vswitchd.pid", appctl.ErrNoPidfile).Error(), cause: CauseVSwitchdNotRunning,
+			checks: map[string]string{"vswitchd": "ovs-vswitchd is not running: " + fmt.Errorf("%w DIR/ovs-vswitchd.pid", appctl.ErrNoPidfile).Error(),
+				"datapath/br-int": "waiting for datapath ID", "features/br-int": "datapath not ready"},
+		},
+		{
+			name: "required feature misspelt", reqs: []string{"Recirk"}, in: inputs{snap: connected([]ovsdb.BridgeInfo{brInt}), vswitchd: answering, bridge: verified},
+			reason: `bridge br-int: feature "Recirk" is not reported by the datapath (did you mean Recirc?)`, cause: CauseFeaturesMissing,
+			checks: map[string]string{"features/br-int": `feature "Recirk" is not reported by the datapath (did you mean Recirc?)`},
+		},
+		{
 			name: "features not asked yet", in: inputs{snap: connected([]ovsdb.BridgeInfo{brInt}), vswitchd: answering},
 			reason: "bridge br-int: waiting for datapath features", cause: CauseBridgeNotReady, pending: true,
 			checks: map[string]string{"datapath/br-int": "waiting for datapath features", "features/br-int": "datapath not ready"},
@@ -396,4 +419,34 @@ func TestTableInitialState(t *testing.T) {
 	}
 	assert.Equal(t, []BridgeStatus{{Name: "br-int", Reason: "starting", Features: map[string]any{}}, {Name: "br-ex", Reason: "starting", Features: map[string]any{}}}, s.Bridges)
 	assert.Equal(t, []PortStatus{{Name: "gw0", Reason: "starting"}}, s.Ports)
+}
+
+// A required feature the datapath does not report at all suggests the
+// names it reports that are a few edits away, ignoring case, nearest first,
+// at most three; and Unreported lists it only for a datapath that answered.
+func TestNotReportedSuggests(t *testing.T) {
+	ovs31 := []string{"Masked set action", "Tunnel push pop", "Ufid", "Truncate action", "Clone action", "Sample nesting",
+		"Conntrack eventmask", "Conntrack clear", "Max dp_hash algorithm", "Check pkt length action", "Conntrack timeout policy",
+		"Explicit Drop action", "Optimized Balance TCP mode", "Conntrack all-zero IP SNAT", "MPLS Label add", "Max VLAN headers",
+		"Max MPLS depth", "Recirc", "CT state", "CT zone", "CT mark", "CT label", "CT state NAT", "CT orig tuple",
+		"CT orig tuple for IPv6", "IPv6 ND Extension"}
+	for _, tt := range []struct{ name, want string }{
+		{"Recirk", `feature "Recirk" is not reported by the datapath (did you mean Recirc?)`},
+		{"recirculation", `feature "recirculation" is not reported by the datapath`},
+		{"ct-zone", `feature "ct-zone" is not reported by the datapath (did you mean CT zone?)`},
+		{"CT labl", `feature "CT labl" is not reported by the datapath (did you mean CT label?)`},
+		{"CT mak", `feature "CT mak" is not reported by the datapath (did you mean CT mark?)`},
+		{"CT ma", `feature "CT ma" is not reported by the datapath`}, // two edits in five letters: too far
+		{"CT zonk", `feature "CT zonk" is not reported by the datapath (did you mean CT zone?)`},
+		{"Teleport", `feature "Teleport" is not reported by the datapath`},
+	} {
+		assert.Equal(t, tt.want, notReported(tt.name, ovs31), tt.name)
+	}
+	assert.Equal(t, []string{"Ab", "AB ", "ax"}, closest("ab", []string{"zz", "Ab", "AB ", "ax", "a"}, 3), "nearest first, three at most")
+	assert.Equal(t, "A, B or C", orList([]string{"A", "B", "C"}))
+
+	st := Status{Bridges: []BridgeStatus{{Name: "br-int", Features: map[string]any{"Recirc": true}}, {Name: "br-ex", Features: map[string]any{}}},
+		Checks: []Check{{Name: DatapathCheck("br-int"), OK: true}, {Name: DatapathCheck("br-ex"), Message: "waiting for datapath ID"}}}
+	reqs := []Requirement{{Name: "Recirk"}, {Name: "recirc"}}
+	assert.Equal(t, []string{`bridge br-int: feature "Recirk" is not reported by the datapath (did you mean Recirc?)`}, Unreported(reqs, st))
 }

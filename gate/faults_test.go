@@ -336,3 +336,23 @@ func TestFirstContactWaitsForOVSDB(t *testing.T) {
 	h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: dir, Bridges: []string{"br-int"}, CallTimeout: 30 * time.Second})
 	h.waitFor(10*time.Second, "ready on the fake ovs-vswitchd", readyOn(1118))
 }
+
+// The log shows times as RFC 3339 in UTC, as the status file does, without
+// Go's monotonic clock reading.
+func TestLogTimesAreRFC3339UTC(t *testing.T) {
+	s := ovstest.Start(t, "br-int")
+	buf, _ := testutil.CaptureKlog(t)
+	h := startGate(t, sandboxConfig(s, "br-int"))
+	st := h.waitFor(10*time.Second, "ready", ready)
+	klog.Flush()
+	var line string
+	for _, l := range buf.Lines() {
+		if strings.Contains(l, `"Ready"`) {
+			line = l
+		}
+	}
+	require.NotEmpty(t, line, "a Ready line among:\n%s", strings.Join(buf.Lines(), "\n"))
+	assert.Contains(t, line, `vswitchdSince="`+st.VSwitchd.Since.UTC().Format(time.RFC3339Nano)+`"`, line)
+	assert.Regexp(t, `vswitchdSince="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"`, line)
+	assert.NotContains(t, line, "m=+", line)
+}

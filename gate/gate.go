@@ -230,7 +230,7 @@ func (g *Gate) publish(s State) {
 	switch {
 	case s.Ready && !prev.Ready:
 		klog.InfoS("Ready", "after", s.Updated.Sub(g.notReadySince).Round(time.Microsecond),
-			"vswitchdPID", s.VSwitchd.PID, "vswitchdSince", s.VSwitchd.Since, "bridges", len(s.Bridges))
+			"vswitchdPID", s.VSwitchd.PID, "vswitchdSince", logTime(s.VSwitchd.Since), "bridges", len(s.Bridges))
 	case !s.Ready && prev.Ready:
 		g.notReadySince = s.Updated.Time
 		klog.InfoS("Not ready", "reason", s.Reason)
@@ -254,4 +254,14 @@ func (g *Gate) publish(s State) {
 		}
 		c <- s
 	}
+}
+
+// logTime is t as the logs show a time: RFC 3339 in UTC, as in the status
+// file, rather than Go's default form with its monotonic clock reading
+// ("m=+0.04"); "" for none.
+func logTime(t *Timestamp) string {
+	if t == nil {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339Nano)
 }

@@ -31,6 +31,9 @@ func TestMain(m *testing.M) {
 		}
 	}
 	if code == 0 && wholePackageRan() {
+		if testing.Verbose() {
+			fmt.Printf("reasons and check messages the tests produced:\n  %s\n", strings.Join(seenReasons.list(), "\n  "))
+		}
 		if err := readmeRowsProduced(); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			code = 1
@@ -355,6 +358,8 @@ func TestGateRequiredFeatures(t *testing.T) {
 			`bridge br-int: feature "Max VLAN headers" is 1, want >= 2`},
 		{"not reported", []string{"Teleport"}, false,
 			`bridge br-int: feature "Teleport" is not reported by the datapath`},
+		{"misspelt", []string{"Recirk"}, false,
+			`bridge br-int: feature "Recirk" is not reported by the datapath (did you mean Recirc?)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -79,21 +79,20 @@ func (r *reasonSet) list() []string {
 }
 
 // reasonParts are the reasons a state gives: each part of its own reason,
-// and the reason each failing check would give were it the first to fail
-// (a bridge's and a port's as their own status says it). Before the first
-// reconcile there is only "starting".
+// and every failing check's message as the reason would give it were the
+// check the first to fail (also those that never reach the reason, such as
+// a features check's while its datapath check fails: /readyz?verbose and
+// check's table show them all), and a bridge's and a port's reason as
+// their own status says it. Before the first reconcile there is only
+// "starting".
 func reasonParts(st State) []string {
 	parts := splitBridges(st.Reason)
 	if st.Cause == CauseStarting {
 		return parts
 	}
 	for _, c := range st.Checks {
-		switch {
-		case c.OK:
-		case c.Name == CheckOVSDB:
-			parts = append(parts, "OVSDB: "+c.Message)
-		case c.Name == CheckVSwitchd, c.Name == CheckFlows:
-			parts = append(parts, c.Message)
+		if !c.OK {
+			parts = append(parts, checkReason(c))
 		}
 	}
 	for _, b := range st.Bridges {
@@ -107,6 +106,21 @@ func reasonParts(st State) []string {
 		}
 	}
 	return slices.DeleteFunc(parts, func(s string) bool { return s == "" })
+}
+
+// checkReason is a failing check's message with the words that introduce
+// it in the gate's reason.
+func checkReason(c Check) string {
+	kind, about, _ := strings.Cut(c.Name, "/")
+	switch kind {
+	case CheckOVSDB:
+		return "OVSDB: " + c.Message
+	case "datapath", "features":
+		return "bridge " + about + ": " + c.Message
+	case "port":
+		return "port " + about + ": " + c.Message
+	}
+	return c.Message
 }
 
 // readmeReasons turns the first column of the README's troubleshooting
@@ -281,4 +295,23 @@ func readmeRowsProduced() error {
 		return fmt.Errorf("rows of README's troubleshooting table that no test produced:\n  %s", strings.Join(missing, "\n  "))
 	}
 	return nil
+}
+
+// A check's message that never reaches the reason is collected all the
+// same, as the reason would introduce it, and a table without its row
+// misses it.
+func TestREADMECheckCoversCheckMessages(t *testing.T) {
+	st := State{Status: Status{Reason: "bridge br-int: waiting for datapath ID", Checks: []Check{
+		{Name: CheckOVSDB, OK: true},
+		{Name: DatapathCheck("br-int"), Message: "waiting for datapath ID"},
+		{Name: FeaturesCheck("br-int"), Message: "datapath not ready"},
+		{Name: PortCheck("gw0"), Message: "waiting for ovs-vswitchd"},
+	}}, Cause: CauseBridgeNotReady}
+	parts := reasonParts(st)
+	assert.Contains(t, parts, "bridge br-int: datapath not ready")
+	assert.Contains(t, parts, "port gw0: waiting for ovs-vswitchd")
+	pats, err := readmeReasons("| reason | meaning | what to do |\n|---|---|---|\n" +
+		"| `bridge B: waiting for datapath ID` | x | y |\n| `port P: waiting for ovs-vswitchd` | x | y |\n")
+	require.NoError(t, err)
+	assert.Equal(t, []string{"bridge br-int: datapath not ready"}, undocumented(pats, parts))
 }

@@ -120,9 +120,10 @@ func TestOVSDBNotAnswering(t *testing.T) {
 	})
 }
 
-// A bridge on the kernel datapath that is not ready says what the kernel
-// shows: here OVSDB has the bridge and no ovs-vswitchd configured it, and
-// the kernel's answer is the test's.
+// A bridge on the kernel datapath that an answering ovs-vswitchd has not
+// made says what the kernel shows: here OVSDB has the bridge, a control
+// socket answers and configures nothing, and the kernel's answer is the
+// test's. Once no ovs-vswitchd answers, that alone is the reason.
 func TestKernelDiagnosisInTheReason(t *testing.T) {
 	s := ovstest.New(t)
 	s.StartOVSDB()
@@ -132,17 +133,45 @@ func TestKernelDiagnosisInTheReason(t *testing.T) {
 		list  func() ([]string, error)
 		shows string
 	}{
-		{"no module", func() ([]string, error) { return nil, os.ErrNotExist }, "openvswitch kernel module not loaded"},
+		{"no module", noModule, "openvswitch kernel module not loaded"},
 		{"no datapath", func() ([]string, error) { return []string{"other"}, nil }, "ovs-system datapath absent"},
 		{"cannot ask", func() ([]string, error) { return nil, errors.New("operation not permitted") }, "cannot list datapaths: operation not permitted"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			h := startGate(t, sandboxConfig(s, "br-sys"), withKernel(tt.list))
+			cfg := Config{OVSDB: s.Endpoint(), RunDir: unixctltest.RunDir(t, 3201, unixctltest.VSwitchd), Bridges: []string{"br-sys"}}
+			h := startGate(t, cfg, withKernel(tt.list))
 			want := "waiting for datapath ID (kernel datapath: " + tt.shows + ")"
 			st := h.waitFor(10*time.Second, want, func(st State) bool { return len(st.Bridges) == 1 && st.Bridges[0].Reason == want })
 			assert.Equal(t, want, checkOf(t, st, DatapathCheck("br-sys")).Message)
 		})
 	}
+	t.Run("no ovs-vswitchd", func(t *testing.T) {
+		h := startGate(t, Config{OVSDB: s.Endpoint(), RunDir: t.TempDir(), Bridges: []string{"br-sys"}}, withKernel(noModule))
+		h.waitFor(10*time.Second, "settled", func(st State) bool { return st.Settled })
+		for _, st := range h.published() {
+			assert.NotContains(t, checkOf(t, st, DatapathCheck("br-sys")).Message, "kernel", st.Reason)
+		}
+	})
+}
+
+// noModule lists the kernel's datapaths as a kernel without the
+// openvswitch module does.
+func noModule() ([]string, error) { return nil, os.ErrNotExist }
+
+// A bridge added with a plain add-br (the kernel's datapath type) is ready
+// on the sandbox; once its ovs-vswitchd is killed, the reason is that, and
+// not the kernel module that the kernel lacks all along.
+func TestKernelDiagnosisNotWhenVSwitchdIsGone(t *testing.T) {
+	s := ovstest.Start(t)
+	s.Vsctl("add-br", "br-sys")
+	h := startGate(t, sandboxConfig(s, "br-sys"), withKernel(noModule))
+	h.waitFor(20*time.Second, "ready", func(st State) bool { return st.Ready })
+	pid := s.VSwitchdPID()
+	s.KillVSwitchd()
+	want := fmt.Sprintf("ovs-vswitchd (pid %d) exited", pid)
+	st := h.waitFor(10*time.Second, want, func(st State) bool { return st.Reason == want })
+	assert.Equal(t, "waiting for ovs-vswitchd", checkOf(t, st, DatapathCheck("br-sys")).Message)
+	assert.Equal(t, "waiting for ovs-vswitchd", st.Bridges[0].Reason)
 }
 
 // permissionChildEnv names the run directory a child of this test binary

@@ -73,7 +73,7 @@ func (r Requirement) String() string {
 // string, as appctl parses them): why it is not met, or "" when it is.
 func (r Requirement) Unmet(value any, reported bool) string {
 	if !reported {
-		return fmt.Sprintf("feature %q is not reported by the datapath", r.Name)
+		return notReported(r.Name, nil)
 	}
 	if r.Op == "" {
 		if b, ok := value.(bool); ok && b {
