@@ -365,18 +365,7 @@ func (c *Cluster) startEtcd(t testing.TB) {
 			return d.DialContext(ctx, "unix", socket)
 		},
 	}}
-	err := c.waitFor(t, p, "etcd /health", func(ctx context.Context) (bool, error) {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://etcd/health", nil)
-		if err != nil {
-			return false, err
-		}
-		res, err := hc.Do(req)
-		if err != nil {
-			return false, nil
-		}
-		res.Body.Close()
-		return res.StatusCode == http.StatusOK, nil
-	})
+	err := c.waitFor(t, p, "etcd /health", httpOK(hc, "http://etcd/health"))
 	if err != nil {
 		t.Fatalf("kubetest: %v\n%s", err, tail(p.log))
 	}
