@@ -50,7 +50,7 @@ type meter struct {
 }
 
 func newMeter(c *kubetest.Cluster) *meter {
-	return &meter{c: c, etcd: &http.Client{Timeout: 30 * time.Second}}
+	return &meter{c: c, etcd: c.EtcdClient(30 * time.Second)}
 }
 
 // read takes a reading. At the start of a window the scrapes come first and

@@ -10,7 +10,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -357,15 +356,7 @@ func (c *Cluster) startEtcd(t testing.TB) {
 	c.mu.Lock()
 	c.etcd = p
 	c.mu.Unlock()
-	socket := c.path(strings.TrimPrefix(c.etcdURL, "unix://"))
-	hc := &http.Client{Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", socket)
-		},
-	}}
-	err := c.waitFor(t, p, "etcd /health", httpOK(hc, "http://etcd/health"))
+	err := c.waitFor(t, p, "etcd /health", httpOK(c.EtcdClient(0), c.EtcdURL()+"/health"))
 	if err != nil {
 		t.Fatalf("kubetest: %v\n%s", err, tail(p.log))
 	}

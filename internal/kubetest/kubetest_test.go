@@ -2,6 +2,7 @@ package kubetest_test
 
 import (
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -48,6 +49,7 @@ func TestCluster(t *testing.T) {
 
 		t.Run("users", func(t *testing.T) { testUsers(t, c) })
 		t.Run("rbac", func(t *testing.T) { testRBAC(t, c, admin) })
+		t.Run("etcd metrics", func(t *testing.T) { testEtcdMetrics(t, c) })
 
 		t.Run("restart", func(t *testing.T) {
 			before, err := admin.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
@@ -77,6 +79,21 @@ func TestCluster(t *testing.T) {
 		require.NotZero(t, p.pid, p.name)
 		assert.False(t, p.alive(), "%s (pid %d) outlived the test's cleanup", p.name, p.pid)
 	}
+}
+
+// testEtcdMetrics checks that etcd's /metrics, which the fleet benchmark reads
+// for the database's size, answers through EtcdClient on etcd's unix socket.
+func testEtcdMetrics(t *testing.T, c *kubetest.Cluster) {
+	hc := c.EtcdClient(30 * time.Second)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, c.EtcdURL()+"/metrics", nil)
+	require.NoError(t, err)
+	resp, err := hc.Do(req)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode, "%s", body)
+	assert.Contains(t, string(body), "\netcd_mvcc_db_total_size_in_bytes ")
 }
 
 // testUsers checks that each static user authenticates as itself, through a
