@@ -109,6 +109,13 @@ func TestCompressedHeartbeat(t *testing.T) {
 	}
 }
 
+func TestSharedNote(t *testing.T) {
+	assert.Contains(t, sharedNote("0.21 0.76 0.93"), "nothing else ran")
+	assert.Contains(t, sharedNote("12.56 9.78 7.70"), "other work shared the machine")
+	assert.Contains(t, sharedNote("1.00 0.20 0.10"), "other work shared the machine")
+	assert.Empty(t, sharedNote(""))
+}
+
 // The recorder tells changes from heartbeats by what the API server took
 // last: a refused change stays a change when it is sent again.
 func TestRecordingTransport(t *testing.T) {
