@@ -237,6 +237,7 @@ func TestTableDecides(t *testing.T) {
 			in := tt.in
 			in.system = readSystem(in.snap.System)
 			s := newRule(&cfg).evaluate(&in)
+			seenReasons.record(t, s)
 
 			assert.Equal(t, tt.ready, s.Ready)
 			assert.Equal(t, tt.reason, s.Reason)
@@ -367,6 +368,7 @@ func TestTablePortsFlowsDPDK(t *testing.T) {
 			cfg.setDefaults()
 			in := inputs{snap: tt.snap, system: readSystem(tt.snap.System), flowRestoreWaitSince: since, vswitchd: answering, bridge: verified, port: tt.port}
 			s := newRule(&cfg).evaluate(&in)
+			seenReasons.record(t, s)
 			assert.Equal(t, tt.ready, s.Ready)
 			assert.Equal(t, tt.reason, s.Reason)
 			assert.Equal(t, tt.cause, s.Cause)
