@@ -41,6 +41,8 @@ func TestEmptyBridgeNameIsOneMessage(t *testing.T) {
 		{nil, []string{"check", "--bridge", ""}, `ovsgate: invalid --bridge "": bridge name must not be empty`},
 		{nil, []string{"check", "--bridge", "br-int,"}, `ovsgate: invalid --bridge "": bridge name must not be empty`},
 		{nil, []string{"wait", "--bridge", ",br-int"}, `ovsgate: invalid --bridge "": bridge name must not be empty`},
+		{nil, []string{"check", "--bridge", "br-int", "--bridge", ""}, `ovsgate: invalid --bridge "": bridge name must not be empty`},
+		{nil, []string{"serve", "--bridge", "", "--bridge", "br-int"}, `ovsgate: invalid --bridge "": bridge name must not be empty`},
 		{[]string{"OVSGATE_BRIDGE="}, []string{"serve"}, `ovsgate: invalid OVSGATE_BRIDGE="": bridge name must not be empty`},
 		{[]string{"OVSGATE_BRIDGE=br-int,"}, []string{"check"}, `ovsgate: invalid OVSGATE_BRIDGE="br-int,": bridge name must not be empty`},
 		{nil, []string{"check", "--require-port", "gw0,"}, `ovsgate: invalid --require-port "": port name must not be empty`},

@@ -43,7 +43,8 @@ type gateOptions struct {
 func (o *gateOptions) addFlags(fs *pflag.FlagSet, statusFile string, timeout time.Duration, timeoutHelp string) {
 	fs.StringVar(&o.ovsdb, "ovsdb", defaultOVSDB, "OVSDB endpoint: unix:PATH or tcp:HOST:PORT")
 	fs.StringVar(&o.ovsRunDir, "ovs-rundir", defaultOVSRunDir, "directory holding ovs-vswitchd.pid and ovs-vswitchd.<pid>.ctl")
-	fs.StringSliceVar(&o.bridges, "bridge", []string{defaultBridge}, "bridge to gate on; repeatable or comma-separated")
+	o.bridges = []string{defaultBridge}
+	fs.Var(&nameList{names: &o.bridges}, "bridge", "bridge to gate on; repeatable or comma-separated")
 	fs.StringSliceVar(&o.requireFeatures, "require-feature", nil,
 		"datapath feature that must hold: NAME (must be Yes) or NAME>=N (also >, =, <=, <); repeatable or comma-separated")
 	fs.StringSliceVar(&o.requirePorts, "require-port", nil,
@@ -53,6 +54,30 @@ func (o *gateOptions) addFlags(fs *pflag.FlagSet, statusFile string, timeout tim
 	fs.StringVar(&o.statusFile, "status-file", statusFile, `JSON status file, replaced atomically; "" disables`)
 	fs.DurationVar(&o.timeout, "timeout", timeout, timeoutHelp)
 }
+
+// nameList is a repeatable, comma-separated list of names that keeps every
+// element, empty ones included, so that validate can refuse an empty name
+// wherever it stands. pflag's own string slice drops an empty value given
+// after another one, so "--bridge br-int --bridge=" would pass as
+// "--bridge br-int". The first value given replaces the default; later
+// ones add to it.
+type nameList struct {
+	names *[]string
+	set   bool
+}
+
+func (l *nameList) Set(v string) error {
+	if !l.set {
+		*l.names, l.set = nil, true
+	}
+	*l.names = append(*l.names, strings.Split(v, ",")...)
+	return nil
+}
+
+func (l *nameList) String() string { return "[" + strings.Join(*l.names, ",") + "]" }
+
+// Type is what the help shows after the flag's name, as for a string slice.
+func (l *nameList) Type() string { return "strings" }
 
 // flagError is bad input in one flag. Where the value came from the flag's
 // OVSGATE_* variable, prepare says so, naming the variable.
@@ -75,7 +100,7 @@ func (o *gateOptions) validate() error {
 		return badFlag("ovs-rundir", o.ovsRunDir, "must not be empty")
 	}
 	if len(o.bridges) == 0 {
-		return validateName("bridge", "") // --bridge '' is an empty list
+		return validateName("bridge", "")
 	}
 	seen := make(map[string]bool, len(o.bridges))
 	bridges := o.bridges[:0:0]
