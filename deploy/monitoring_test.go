@@ -474,14 +474,16 @@ func TestUnexported(t *testing.T) {
 	}
 }
 
-// startReadyServe runs the real `ovsgate serve` against s until the test
-// ends, waits until its /readyz answers 200 and returns its metrics address.
-func startReadyServe(t *testing.T, s *ovstest.Sandbox) string {
+// startReadyServe runs the real `ovsgate serve` against s, with extra flags
+// added, until the test ends, waits until its /readyz answers 200 and
+// returns its metrics address.
+func startReadyServe(t *testing.T, s *ovstest.Sandbox, extra ...string) string {
 	t.Helper()
-	d := testutil.StartOvsgate(t, ovsgateBin, nil, "serve", "--bridge=br-int",
-		"--ovsdb="+s.Endpoint(), "--ovs-rundir="+s.RunDir(),
-		"--health-probe-bind-address="+testutil.AnyPort, "--metrics-bind-address="+testutil.AnyPort,
-		"--status-file="+filepath.Join(t.TempDir(), "status.json"))
+	args := append([]string{"serve", "--bridge=br-int",
+		"--ovsdb=" + s.Endpoint(), "--ovs-rundir=" + s.RunDir(),
+		"--health-probe-bind-address=" + testutil.AnyPort, "--metrics-bind-address=" + testutil.AnyPort,
+		"--status-file=" + filepath.Join(t.TempDir(), "status.json")}, extra...)
+	d := testutil.StartOvsgate(t, ovsgateBin, nil, args...)
 	exited, stderr := d.Exited(), d.Stderr
 	t.Cleanup(func() { assert.NoError(t, d.Stop(), "serve exits 0 after SIGTERM: %s", stderr.String()) })
 	probeAddr, metricsAddr := d.Addrs(t)
@@ -507,7 +509,10 @@ func startReadyServe(t *testing.T, s *ovstest.Sandbox) string {
 }
 
 // TestMonitoringMetricsExported scrapes a ready ovsgate: only then has every
-// labelled metric (per bridge, per unixctl method) a series to show.
+// labelled metric (per bridge, per unixctl method) a series to show. It
+// keeps a node condition, so that the writer's metrics are there too; the
+// API server it names is never reached (nothing listens there), which
+// changes nothing for the gate and the probes.
 func TestMonitoringMetricsExported(t *testing.T) {
 	used := usedMetrics(t)
 	require.True(t, slices.ContainsFunc(slices.Collect(maps.Keys(used)), func(n string) bool {
@@ -515,7 +520,9 @@ func TestMonitoringMetricsExported(t *testing.T) {
 	}), "the alerts and the dashboard select no ovsgate metric")
 
 	s := ovstest.Start(t, "br-int")
-	metricsAddr := startReadyServe(t, s)
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	require.NoError(t, os.WriteFile(kubeconfig, []byte(unreachableKubeconfig), 0o600))
+	metricsAddr := startReadyServe(t, s, "--node-condition=ovsgate.io/OVSReady", "--node-name=node-1", "--kubeconfig="+kubeconfig)
 
 	code, body := testutil.Get("http://" + metricsAddr + "/metrics")
 	require.Equal(t, http.StatusOK, code, body)
@@ -532,3 +539,18 @@ func TestMonitoringMetricsExported(t *testing.T) {
 		t.Errorf("%s selects %s, which ovsgate does not export", strings.Join(used[name], ", "), name)
 	}
 }
+
+// unreachableKubeconfig names an API server at a port where nothing listens.
+const unreachableKubeconfig = `apiVersion: v1
+kind: Config
+clusters:
+- name: nowhere
+  cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}
+users:
+- name: ovsgate
+  user: {token: unused}
+contexts:
+- name: nowhere
+  context: {cluster: nowhere, user: ovsgate}
+current-context: nowhere
+`
