@@ -99,9 +99,6 @@ func (o *gateOptions) validate() error {
 	if strings.TrimSpace(o.ovsRunDir) == "" {
 		return badFlag("ovs-rundir", o.ovsRunDir, "must not be empty")
 	}
-	if len(o.bridges) == 0 {
-		return validateName("bridge", "")
-	}
 	seen := make(map[string]bool, len(o.bridges))
 	bridges := o.bridges[:0:0]
 	for _, br := range o.bridges {
